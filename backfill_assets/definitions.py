@@ -1,0 +1,48 @@
+"""Dagster definitions: the backfill graph, its resources, and the job the CLI and UI run."""
+
+from __future__ import annotations
+
+import warnings
+
+import dagster as dg
+
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+
+from backfill_assets import assets  # noqa: E402
+from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
+from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
+from backfill_assets.resources.spark import SparkIceberg  # noqa: E402
+
+BACKFILL_JOB = "backfill_job"
+
+
+def build_defs(spark: SparkIceberg, lakehouse: Lakehouse | None = None) -> dg.Definitions:
+    """The whole code location for one Spark/Iceberg configuration (tests build their own)."""
+    return dg.Definitions(
+        assets=[
+            assets.accounts_all,
+            assets.classified_accounts,
+            assets.case3_backfill,
+            assets.new_and_forward_accounts,
+            assets.joined_windows,
+            assets.updated_histories,
+            assets.summary_backfilled,
+        ],
+        jobs=[
+            dg.define_asset_job(
+                BACKFILL_JOB,
+                selection=dg.AssetSelection.groups("backfill"),
+                description="Apply every unapplied record of accounts_all to summary and latest_summary.",
+            )
+        ],
+        resources={
+            "spark": spark,
+            "lakehouse": lakehouse or Lakehouse(spark=spark),
+            "spark_io": IcebergPartitionIOManager(spark=spark),
+        },
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs(SparkIceberg())

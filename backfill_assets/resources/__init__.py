@@ -1,0 +1,1 @@
+"""Dagster resources: the Spark session on an Iceberg catalog, and the lakehouse tables."""

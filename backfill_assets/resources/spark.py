@@ -1,0 +1,101 @@
+"""The one SparkSession of a run, wired to an Iceberg catalog chosen by configuration."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_pyspark.resources import spark_session_from_config
+from pydantic import Field, PrivateAttr, field_validator
+from pyspark.sql import SparkSession
+
+ICEBERG_VERSION = "1.10.0"
+ICEBERG_ARTIFACT = f"org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:{ICEBERG_VERSION}"
+CATALOG_TYPES = ("hadoop", "hive", "rest", "glue")
+
+
+def local_iceberg_jar() -> Path:
+    """Where set-up (`mvn dependency:get`) caches the Iceberg runtime jar."""
+    group, artifact, version = ICEBERG_ARTIFACT.split(":")
+    repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
+    return repo / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.jar"
+
+
+def default_warehouse() -> str:
+    return str(Path(os.environ.get("BACKFILL_WAREHOUSE", ".warehouse")).absolute())
+
+
+class SparkIceberg(dg.ConfigurableResource):
+    """SparkSession with an Iceberg catalog; the embedded default is a Hadoop catalog in a folder.
+
+    Pointing the same code at a cluster and Glue/Hive/REST is configuration only: `master`,
+    `catalog_type`, `catalog_uri`, `warehouse` and `extra_conf`.
+    """
+
+    master: str = Field(default="local[2]", description="Spark master URL, e.g. local[2], spark://host:7077, yarn.")
+    app_name: str = Field(default="backfill_assets", description="Spark application name.")
+    catalog: str = Field(default="lake", description="Name under which the Iceberg catalog is registered in Spark.")
+    catalog_type: str = Field(default="hadoop", description="Iceberg catalog type: hadoop, hive, rest or glue.")
+    catalog_uri: str | None = Field(default=None, description="Metastore/REST URI for hive and rest catalogs.")
+    warehouse: str | None = Field(
+        default=None,
+        description="Warehouse location (folder or s3:// URI); unset: $BACKFILL_WAREHOUSE, else ./.warehouse.",
+    )
+    namespace: str = Field(default="edf_gold", description="Namespace (database) holding the tables.")
+    shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
+    driver_memory: str = Field(default="4g", description="spark.driver.memory (local mode: the whole JVM).")
+    extra_conf: dict[str, str] = Field(default_factory=dict, description="Further Spark settings, applied last.")
+
+    _session: SparkSession | None = PrivateAttr(default=None)
+
+    @field_validator("catalog_type")
+    @classmethod
+    def _known_catalog_type(cls, value: str) -> str:
+        if value not in CATALOG_TYPES:
+            raise ValueError(f"catalog_type must be one of {', '.join(CATALOG_TYPES)}, not {value!r}")
+        return value
+
+    def spark_conf(self) -> dict[str, Any]:
+        """Every Spark setting the session is built with (visible in the UI: no secrets here)."""
+        cat = f"spark.sql.catalog.{self.catalog}"
+        jar = local_iceberg_jar()
+        conf: dict[str, Any] = {
+            "spark.master": self.master,
+            "spark.app.name": self.app_name,
+            "spark.driver.memory": self.driver_memory,
+            "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+            cat: "org.apache.iceberg.spark.SparkCatalog",
+            f"{cat}.warehouse": self.warehouse or default_warehouse(),
+            f"{cat}.cache-enabled": "false",
+            "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
+            "spark.sql.session.timeZone": "UTC",
+            "spark.sql.adaptive.enabled": "true",
+            "spark.ui.showConsoleProgress": "false",
+        }
+        if jar.exists():
+            conf["spark.jars"] = str(jar)
+        else:
+            conf["spark.jars.packages"] = ICEBERG_ARTIFACT
+        if self.catalog_type == "glue":
+            conf[f"{cat}.catalog-impl"] = "org.apache.iceberg.aws.glue.GlueCatalog"
+        else:
+            conf[f"{cat}.type"] = self.catalog_type
+        if self.catalog_uri:
+            conf[f"{cat}.uri"] = self.catalog_uri
+        conf.update(self.extra_conf)
+        return conf
+
+    @property
+    def session(self) -> SparkSession:
+        """The run's SparkSession, created on first use (an existing one in the process is reused)."""
+        if self._session is None:
+            self._session = spark_session_from_config(self.spark_conf())
+            self._session.sparkContext.setLogLevel("ERROR")
+            self._session.sql(f"CREATE NAMESPACE IF NOT EXISTS {self.catalog}.{self.namespace}")
+        return self._session
+
+    def table(self, name: str) -> str:
+        """Fully qualified name of a table in the configured catalog and namespace."""
+        return f"{self.catalog}.{self.namespace}.{name}"

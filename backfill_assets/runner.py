@@ -1,0 +1,60 @@
+"""`backfill-assets run`: find what is unapplied and materialise exactly the partitions it reaches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from backfill_assets.assets import required_range
+from backfill_assets.definitions import BACKFILL_JOB
+from backfill_assets.partitions import MONTHLY
+from backfill_assets.resources.lakehouse import Lakehouse
+
+
+@dataclass
+class RunReport:
+    """What one run did, per asset, from its materialization metadata."""
+
+    partitions: tuple[str, str] | None
+    run_id: str | None = None
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        if self.partitions is None:
+            return ["nothing to apply: accounts_all has no unapplied records"]
+        out = [f"run {self.run_id}: partitions {self.partitions[0]}...{self.partitions[1]}"]
+        classified = self.metadata.get("classified_accounts", {})
+        cases = ", ".join(f"{c} {classified.get(f'case_{c}', 0)}" for c in ("I", "II", "III", "IV"))
+        out.append(f"records read: {classified.get('records', 0)} (by case: {cases})")
+        summary = self.metadata.get("summary_backfilled", {})
+        out.append(
+            f"summary rows written: {summary.get('summary_rows_written', 0)} in {summary.get('months_touched', 0)}"
+            f" months; latest_summary snapshot {summary.get('latest_snapshot_id', '-')}"
+        )
+        return out
+
+
+def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport:
+    """Materialise the backfill job over the partitions that the unapplied records reach."""
+    lakehouse = defs.resources["lakehouse"]
+    assert isinstance(lakehouse, Lakehouse)
+    lakehouse.ensure_tables()
+    last = MONTHLY.get_last_partition_key()
+    assert last is not None
+    needed = required_range(lakehouse.pending_months(lakehouse.watermark()), last)
+    if needed is None:
+        return RunReport(None)
+    job = defs.resolve_job_def(BACKFILL_JOB)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={"dagster/asset_partition_range_start": needed[0], "dagster/asset_partition_range_end": needed[1]},
+    )
+    report = RunReport(needed, result.run_id)
+    for event in result.get_asset_materialization_events():
+        mat = event.materialization
+        report.metadata.setdefault(mat.asset_key.to_user_string(), {}).update(
+            {k: v.value for k, v in mat.metadata.items()}
+        )
+    return report

@@ -1,0 +1,1 @@
+"""Pure Spark transformations (DataFrame in, DataFrame out); no Dagster, no I/O."""

@@ -1,0 +1,31 @@
+"""The pipeline against the reference model on seeded random batches, over consecutive runs."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from pyspark.sql import SparkSession
+
+from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets_tests.lake import MONTHS, Lake, random_batch
+
+SEEDS = [int(s) for s in os.environ.get("BACKFILL_SEEDS", "1,2,3").split(",")]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_batches_match_reference(spark: SparkSession, spark_resource: SparkIceberg, seed: int) -> None:
+    rng = random.Random(seed)
+    lake = Lake(spark, spark_resource)
+    accounts = range(1, 13)
+    lake.deliver(random_batch(rng, accounts, MONTHS, 80))
+    lake.run()
+    lake.assert_matches_model()
+    for _ in range(2):
+        lake.deliver(random_batch(rng, range(1, 16), MONTHS, 25))
+        lake.run()
+        lake.assert_matches_model()
+    before = {t: lake.snapshot(t) for t in ("summary", "latest_summary")}
+    assert lake.run().partitions is None
+    assert {t: lake.snapshot(t) for t in ("summary", "latest_summary")} == before
