@@ -15,7 +15,7 @@ from backfill_assets.io_manager import partition_filter
 from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
-from backfill_assets.transforms.apply import apply_patches, latest_rows
+from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
 from backfill_assets.transforms.classify import classify, pending_records, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.months import add_months
@@ -169,15 +169,16 @@ def summary_backfilled(
         .where(F.col("rpt_as_of_mo").between(add_months(first, -REACH), last))
         .join(accounts, "cons_acct_key", "left_semi")
     )
-    written = apply_patches(patches, window_rows).persist(StorageLevel.MEMORY_AND_DISK)
-    latest_old = lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
-    latest = latest_rows(written, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
+    latest_old = lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table]).join(
+        accounts, "cons_acct_key", "left_semi"
+    )
+    updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        commit = lakehouse.commit(written, latest, (first, last), applied_through, context.run_id)
+        written = written_rows(updated)
+        commit = lakehouse.commit(written, changed_latest_rows(updated), (first, last), applied_through, context.run_id)
         per_month = written.groupBy("rpt_as_of_mo").count().orderBy("rpt_as_of_mo").collect()
     finally:
-        written.unpersist()
-        latest.unpersist()
+        updated.unpersist()
     rows = sum(r["count"] for r in per_month)
     context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {len(per_month)} months")
     return dg.MaterializeResult(

@@ -1,4 +1,4 @@
-"""Combine the patches of all late months onto the summary rows they reach (SPEC §4.2)."""
+"""Combine the patches of all late months onto the summary rows they reach (SPEC §4.2, §2.3)."""
 
 from __future__ import annotations
 
@@ -12,91 +12,101 @@ from backfill_assets.transforms.values import grid, is_deleted
 A = "cons_acct_key"
 
 
+
 def _history(h: str, value: str) -> Column:
-    """Position i: the patch of month target-i if any, else the old row's, else the base row shifted."""
+    """Position i: the patch of month (row − i) if any, else the old row's value, else the base row's shifted."""
     return F.expr(
         f"""transform(sequence(0, {HISTORY_LENGTH - 1}), i -> CASE
               WHEN map_contains_key(patch, i) THEN patch[i].{value}
               WHEN old_active THEN old.{h}[i]
-              WHEN i >= shift THEN base.{h}[i - shift]
+              WHEN i >= shift THEN base.row.{h}[i - shift]
             END)"""
     )
 
 
-def _rows_as(summary: DataFrame, key: str, month: str, row: str) -> DataFrame:
-    """The summary rows as (key, month, struct-of-row), renamed so that two joins can use them."""
-    return summary.select(F.col(A).alias(key), F.col("rpt_as_of_mo").alias(month), F.struct(*SUMMARY_COLUMNS).alias(row))
-
-
-def apply_patches(patches: DataFrame, summary: DataFrame) -> DataFrame:
-    """New summary rows for every row a patch reaches, in the summary's column order.
-
-    `summary` holds the old rows of the patched accounts (targets and their base rows). A row that no
-    patch reaches is not returned, so it is not rewritten. A deleted month keeps its old content
-    with the delete's `soft_del_cd`.
-    """
-    own = F.first(
-        F.when(F.col("position") == 0, F.struct("is_deleted", *SCALARS, "own_row", "base_mo")), ignorenulls=True
+def _gather(patches: DataFrame, window_rows: DataFrame, latest: DataFrame) -> DataFrame:
+    """Per (account, month): the old row, whether it is the latest, its own record, and its patch map."""
+    none = F.lit(None)
+    rows = window_rows.select(A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(False).alias("was_latest"))
+    latest = latest.select(A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(True).alias("was_latest"))
+    patch_entries = patches.select(
+        A,
+        F.col("target_mo").alias("mo"),
+        F.when(F.col("position") == 0, F.struct("is_deleted", *SCALARS, "own_row", "base_mo")).alias("own"),
+        F.struct("position", F.struct(*HISTORIES.values())).alias("entry"),
+        "base_ts",
     )
-    grouped = patches.groupBy(A, "target_mo").agg(
-        own.alias("own"),
-        F.map_from_entries(F.collect_list(F.struct("position", F.struct(*HISTORIES.values())))).alias("patch"),
-        F.max("base_ts").alias("new_base_ts"),
+    olds = rows.unionByName(latest).select(
+        "*", none.alias("own"), none.cast(patch_entries.schema["entry"].dataType).alias("entry"), none.alias("base_ts")
     )
-    old = _rows_as(summary, "o_acct", "o_mo", "old")
-    base = _rows_as(summary, "b_acct", "b_mo", "base")
-    staged = (
-        grouped.join(old, (F.col(A) == F.col("o_acct")) & (F.col("target_mo") == F.col("o_mo")), "left")
-        .join(
-            base,
-            (F.col(A) == F.col("b_acct")) & (F.col("own.base_mo") == F.col("b_mo")) & (F.col("own.own_row") != "active"),
-            "left",
+    everything = olds.unionByName(
+        patch_entries.select("*", none.cast(rows.schema["old"].dataType).alias("old"), F.lit(False).alias("was_latest"))
+    )
+    return (
+        everything.repartition(A)  # one shuffle: everything below stays within an account
+        .groupBy(A, "mo")
+        .agg(
+            F.first("old", ignorenulls=True).alias("old"),
+            F.max("was_latest").alias("was_latest"),
+            F.first("own", ignorenulls=True).alias("own"),
+            F.map_from_entries(F.collect_list("entry")).alias("patch"),
+            F.max("base_ts").alias("new_base_ts"),
         )
-        .withColumn("old_active", F.col("old").isNotNull() & ~is_deleted(F.col("old.soft_del_cd")))
-        .withColumn("shift", month_index("target_mo") - month_index("b_mo"))
-        .where(F.col("own").isNotNull() | F.col("old_active"))
     )
-    own_deleted = F.coalesce(F.col("own.is_deleted"), F.lit(False))
+
+
+def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame) -> DataFrame:
+    """Every gathered row, new or old, with flags `written` (summary changes) and `latest_changed`.
+
+    `window_rows`: the old summary rows of the patched accounts, from 35 months before the first
+    target month to the last; `latest`: their old latest_summary rows. A deleted month keeps its old
+    content with the delete's `soft_del_cd`; a row no patch reaches stays as it was.
+    """
+    by_month = Window.partitionBy(A).orderBy("mo")
+    staged = (
+        _gather(patches, window_rows, latest)
+        .withColumn("old_active", F.col("old").isNotNull() & ~is_deleted(F.col("old.soft_del_cd")))
+        .withColumn(
+            "base",  # the closest earlier active old row, used only if it is the record's base_mo
+            F.last(F.when(F.col("old_active"), F.struct(F.col("mo"), F.col("old").alias("row"))), ignorenulls=True).over(
+                by_month.rowsBetween(Window.unboundedPreceding, -1)
+            ),
+        )
+        .withColumn(
+            "base",
+            F.when((F.col("own.own_row") != "active") & (F.col("base.mo") == F.col("own.base_mo")), F.col("base")),
+        )
+        .withColumn("shift", month_index("mo") - month_index("base.mo"))
+    )
     has_own = F.col("own").isNotNull()
+    own_deleted = F.coalesce(F.col("own.is_deleted"), F.lit(False))
+    written = has_own | (F.col("old_active") & (F.size("patch") > 0))
 
     def scalar(c: str) -> Column:
-        if c == "soft_del_cd":
-            return F.when(has_own, F.col("own.soft_del_cd")).otherwise(F.col("old.soft_del_cd"))
-        return F.when(has_own & ~own_deleted, F.col(f"own.{c}")).otherwise(F.col(f"old.{c}"))
+        keep_old = ~has_own | (own_deleted & F.lit(c != "soft_del_cd"))
+        return F.when(keep_old, F.col(f"old.{c}")).otherwise(F.col(f"own.{c}"))
 
     histories = {h: F.when(own_deleted, F.col(f"old.{h}")).otherwise(_history(h, v)) for h, v in HISTORIES.items()}
-    return staged.select(
-        A,
-        F.col("target_mo").alias("rpt_as_of_mo"),
+    new_row = F.struct(
+        F.col(A).alias(A),
+        F.col("mo").alias("rpt_as_of_mo"),
         F.col("new_base_ts").alias("base_ts"),
         *[scalar(c).alias(c) for c in SCALARS],
         *[c.alias(h) for h, c in histories.items()],
-        grid(F.when(own_deleted, F.col("old.payment_rating_cd_history")).otherwise(_history(
-            "payment_rating_cd_history", "payment_rating_cd"))).alias(GRID),
+        grid(histories["payment_rating_cd_history"]).alias(GRID),
     )
+    updated = staged.select(A, "mo", "was_latest", written.alias("written"), F.when(written, new_row).otherwise(
+        F.col("old")).alias("row")).where(F.col("row").isNotNull())
+    newest = Window.partitionBy(A).orderBy(is_deleted(F.col("row.soft_del_cd")).asc(), F.col("mo").desc())
+    is_newest = F.row_number().over(newest) == 1
+    return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))
 
 
-def latest_rows(written: DataFrame, window_rows: DataFrame, latest: DataFrame) -> DataFrame:
-    """latest_summary rows that change: per account of `written`, its newest active row, else newest row.
+def written_rows(updated: DataFrame) -> DataFrame:
+    """The summary rows to MERGE."""
+    return updated.where("written").select("row.*")
 
-    Candidates are the rows just written, the old rows read for the run (`window_rows`) and the old
-    `latest` row. Rows equal to the old latest row are not returned.
-    """
-    accounts = written.select(A).distinct()
-    old_latest = latest.join(accounts, A, "left_semi")
-    unchanged = window_rows.join(accounts, A, "left_semi").join(written.select(*[A, "rpt_as_of_mo"]), [A, "rpt_as_of_mo"], "left_anti")
-    candidates = (
-        written.withColumn("_new", F.lit(True))
-        .unionByName(unchanged.withColumn("_new", F.lit(False)))
-        .unionByName(
-            old_latest.join(written.select(A, "rpt_as_of_mo"), [A, "rpt_as_of_mo"], "left_anti")
-            .join(unchanged.select(A, "rpt_as_of_mo"), [A, "rpt_as_of_mo"], "left_anti")
-            .withColumn("_new", F.lit(False))
-        )
-    )
-    newest = Window.partitionBy(A).orderBy(is_deleted(F.col("soft_del_cd")).asc(), F.col("rpt_as_of_mo").desc())
-    chosen = candidates.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1")
-    same_as_before = chosen.join(
-        old_latest.select(A, F.col("rpt_as_of_mo").alias("_old_mo")), A, "left"
-    ).where(~F.col("_new") & (F.col("rpt_as_of_mo") == F.col("_old_mo")))
-    return chosen.join(same_as_before.select(A), A, "left_anti").select(*SUMMARY_COLUMNS)
+
+def changed_latest_rows(updated: DataFrame) -> DataFrame:
+    """The latest_summary rows to MERGE."""
+    return updated.where("latest_changed").select("row.*")
