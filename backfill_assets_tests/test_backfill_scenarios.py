@@ -1,0 +1,193 @@
+"""Hand-written Case III scenarios (issue: late records correct all eight history columns).
+
+All scenarios share one lakehouse and three real runs of the Dagster job (history, late batch,
+re-delivery); each scenario owns its accounts, and each test states what its rows must hold.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.runner import RunReport
+from backfill_assets_tests.lake import Lake, next_ts, record
+from backfill_assets_tests.reference_model import month_index, month_key
+
+Rows = dict[tuple[int, str], dict[str, Any]]
+
+
+def months(first: str, last: str) -> list[str]:
+    return [month_key(i) for i in range(month_index(first), month_index(last) + 1)]
+
+
+def history(account: int, first: str, last: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """One record per month, balance = 100 + month number, so positions are easy to check."""
+    return [
+        record(account, m, acct_bal_am=100 + month_index(m) - month_index(first))
+        for m in months(first, last)
+        if m not in skip
+    ]
+
+
+# accounts, one or more per scenario
+MULTI, GAP_FILL, CORRECT, CORRECT_LATEST, NULLS, SENTINEL, FAR, DELETE, DELETE_LATEST, TS, TIES = range(1, 12)
+
+
+@dataclass
+class Phases:
+    lake: Lake
+    after_history: Rows
+    after_late: Rows
+    latest_after_late: Rows
+    after_redelivery: Rows
+    late_report: RunReport
+    late_ts: dict[str, dt.datetime]
+
+
+@pytest.fixture(scope="module")
+def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
+    lake = Lake(spark, spark_resource)
+    lake.deliver(
+        history(MULTI, "2023-01", "2024-12")
+        + history(GAP_FILL, "2023-01", "2024-12", skip=("2024-03",))
+        + history(CORRECT, "2023-01", "2024-12")
+        + history(CORRECT_LATEST, "2023-01", "2024-12")
+        + history(NULLS, "2023-01", "2024-12")
+        + history(SENTINEL, "2023-01", "2024-12")
+        + history(FAR, "2022-01", "2022-01")
+        + history(FAR, "2025-06", "2025-08")
+        + history(DELETE, "2023-01", "2024-12")
+        + history(DELETE_LATEST, "2023-01", "2024-12")
+        + history(TS, "2023-01", "2024-12")
+        + history(TIES, "2023-01", "2024-12")
+    )
+    lake.run()
+    after_history = lake.rows("summary")
+    ts = {name: next_ts() for name in ("ts", "tie")}
+    lake.deliver(
+        [
+            record(MULTI, "2024-01", acct_bal_am=9001),
+            record(MULTI, "2024-02", acct_bal_am=9002),
+            record(MULTI, "2024-06", acct_bal_am=9006),
+            record(GAP_FILL, "2024-03", acct_bal_am=5555, days_past_due_ct_4in=95),
+            record(CORRECT, "2024-05", acct_bal_am=777, acct_credit_ext_am=2000),
+            record(CORRECT_LATEST, "2024-12", acct_bal_am=888),
+            record(NULLS, "2024-04", acct_bal_am=None, actual_pymt_am=None, days_past_due_ct_4in=None),
+            record(SENTINEL, "2024-04", acct_bal_am=-1, acct_credit_ext_am=-2147483647, past_due_am=-214748364,
+                   actual_pymt_am=-21474836),
+            record(FAR, "2021-01", acct_bal_am=4242),
+            record(DELETE, "2024-06", soft_del_cd="1"),
+            record(DELETE_LATEST, "2024-12", soft_del_cd="4"),
+            record(TS, "2023-06", ts["ts"], acct_bal_am=606),
+            # two versions with equal base_ts: the greater insert_ts wins; a NULL update_ts loses
+            record(TIES, "2024-07", ts["tie"], acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),
+            record(TIES, "2024-07", ts["tie"], acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),
+            record(TIES, "2024-08", ts["tie"], acct_bal_am=3, insert_ts=dt.datetime(2026, 1, 2), update_ts=None),
+            record(TIES, "2024-08", ts["tie"], acct_bal_am=4, insert_ts=dt.datetime(2026, 1, 2),
+                   update_ts=dt.datetime(2026, 1, 3)),
+        ]
+    )
+    late_report = lake.run()
+    lake.assert_matches_model()
+    after_late, latest_after_late = lake.rows("summary"), lake.rows("latest_summary")
+    lake.deliver([record(DELETE, "2024-06", acct_bal_am=6060)])
+    lake.run()
+    lake.assert_matches_model()
+    return Phases(lake, after_history, after_late, latest_after_late, lake.rows("summary"), late_report, ts)
+
+
+def balances(rows: Rows, account: int, month: str) -> list[int | None]:
+    return rows[(account, month)]["balance_am_history"]
+
+
+def test_late_batch_is_reported_as_case_iii(phases: Phases) -> None:
+    meta = phases.late_report.metadata["classified_accounts"]
+    assert meta["case_III"] == 14 and meta["case_I"] == 0 and meta["case_II"] == 0
+
+
+def test_several_late_months_of_one_account_patch_every_later_row(phases: Phases) -> None:
+    h = balances(phases.after_late, MULTI, "2024-12")
+    assert (h[11], h[10], h[6]) == (9001, 9002, 9006)  # 2024-01, 2024-02, 2024-06 seen from 2024-12
+    assert h[5] == 100 + 18 and h[12] == 100 + 11  # untouched neighbours
+    assert balances(phases.after_late, MULTI, "2024-02")[:2] == [9002, 9001]
+    assert balances(phases.after_late, MULTI, "2023-12") == balances(phases.after_history, MULTI, "2023-12")
+
+
+def test_late_month_without_row_creates_it_with_inherited_history(phases: Phases) -> None:
+    assert (GAP_FILL, "2024-03") not in phases.after_history
+    row = phases.after_late[(GAP_FILL, "2024-03")]
+    assert row["balance_am_history"][:3] == [5555, 100 + 13, 100 + 12]
+    assert row["payment_rating_cd"] == "3" and row["payment_history_grid"][0] == "3"
+    later = phases.after_late[(GAP_FILL, "2024-10")]
+    assert later["balance_am_history"][7] == 5555 and later["days_past_due_history"][7] == 95
+    assert later["payment_history_grid"][7] == "3"
+
+
+def test_correction_changes_all_history_columns_at_the_right_position(phases: Phases) -> None:
+    for month, pos in (("2024-05", 0), ("2024-09", 4), ("2024-12", 7)):
+        row = phases.after_late[(CORRECT, month)]
+        assert row["balance_am_history"][pos] == 777 and row["credit_limit_am_history"][pos] == 2000
+    assert phases.after_late[(CORRECT, "2024-05")]["credit_limit_am"] == 2000
+    assert phases.after_late[(CORRECT, "2024-04")] == phases.after_history[(CORRECT, "2024-04")]
+
+
+def test_correction_of_the_latest_month_updates_latest_summary(phases: Phases) -> None:
+    row = phases.latest_after_late[(CORRECT_LATEST, "2024-12")]
+    assert row["balance_am"] == 888 and row["balance_am_history"][0] == 888
+
+
+def test_null_overwrites_a_value(phases: Phases) -> None:
+    for month, pos in (("2024-04", 0), ("2024-12", 8)):
+        row = phases.after_late[(NULLS, month)]
+        assert row["balance_am_history"][pos] is None and row["actual_payment_am_history"][pos] is None
+        assert row["days_past_due_history"][pos] is None and row["payment_history_grid"][pos] == "?"
+        assert row["past_due_am_history"][pos] == 0  # a value the record kept
+
+
+def test_sentinel_amounts_become_null(phases: Phases) -> None:
+    row = phases.after_late[(SENTINEL, "2024-06")]
+    for h in ("balance_am_history", "credit_limit_am_history", "past_due_am_history", "actual_payment_am_history"):
+        assert row[h][2] is None, h
+
+
+def test_late_month_far_before_later_rows_changes_only_its_own_row(phases: Phases) -> None:
+    row = phases.after_late[(FAR, "2021-01")]
+    assert row["balance_am_history"][0] == 4242 and row["balance_am_history"][1:] == [None] * 35
+    assert balances(phases.after_late, FAR, "2022-01")[12] == 4242  # 12 months later: within reach
+    for m in ("2025-06", "2025-07", "2025-08"):  # 53+ months later: out of reach, not rewritten
+        assert phases.after_late[(FAR, m)] == phases.after_history[(FAR, m)]
+
+
+def test_deletion_keeps_a_flagged_row_and_blanks_later_positions(phases: Phases) -> None:
+    assert phases.after_late[(DELETE, "2024-06")]["soft_del_cd"] == "1"
+    assert balances(phases.after_late, DELETE, "2024-12")[6] is None
+    assert phases.after_late[(DELETE, "2024-12")]["payment_history_grid"][6] == "?"
+
+
+def test_deleting_the_latest_month_falls_back_to_newest_active_row(phases: Phases) -> None:
+    assert phases.after_late[(DELETE_LATEST, "2024-12")]["soft_del_cd"] == "4"
+    assert (DELETE_LATEST, "2024-11") in phases.latest_after_late
+    assert (DELETE_LATEST, "2024-12") not in phases.latest_after_late
+
+
+def test_redelivery_reactivates_a_deleted_month(phases: Phases) -> None:
+    row = phases.after_redelivery[(DELETE, "2024-06")]
+    assert row["soft_del_cd"] is None and row["balance_am_history"][:2] == [6060, 100 + 16]
+    assert balances(phases.after_redelivery, DELETE, "2024-12")[6] == 6060
+
+
+def test_base_ts_is_the_newest_counting_record_in_the_window(phases: Phases) -> None:
+    ts = phases.late_ts["ts"]
+    assert phases.after_late[(TS, "2023-06")]["base_ts"] == ts
+    assert phases.after_late[(TS, "2024-12")]["base_ts"] == ts
+    assert phases.after_late[(TS, "2023-05")]["base_ts"] < ts
+
+
+def test_duplicate_versions_are_decided_by_tie_breaks(phases: Phases) -> None:
+    assert phases.after_late[(TIES, "2024-07")]["balance_am"] == 2
+    assert phases.after_late[(TIES, "2024-08")]["balance_am"] == 4
