@@ -1,12 +1,12 @@
 """The backfill asset graph: new records → cases → reach → patches → summary (one Spark job per run)."""
 
-# No `from __future__ import annotations` here: Dagster inspects the `context` annotations at import.
-
+# No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
 import datetime as dt
 from typing import Any
 
 import dagster as dg
+from dagster import AssetExecutionContext
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -77,7 +77,7 @@ def _check_selection(pending: list[str], keys: list[str], last_key: str) -> None
 
 
 @_spark_asset(ddl(CLASSIFIED), deps=[accounts_all])
-def classified_accounts(context: dg.AssetExecutionContext, lakehouse: Lakehouse) -> dg.Output[DataFrame]:
+def classified_accounts(context: AssetExecutionContext, lakehouse: Lakehouse) -> dg.Output[DataFrame]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
     keys = context.partition_keys
     lakehouse.ensure_tables()
@@ -85,7 +85,9 @@ def classified_accounts(context: dg.AssetExecutionContext, lakehouse: Lakehouse)
     pending = lakehouse.pending_months(watermark)
     _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
     records = _fresh(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
-    classified = classify(winners(records), lakehouse.read(lakehouse.latest_table)).persist(StorageLevel.MEMORY_AND_DISK)
+    classified = classify(winners(records), lakehouse.read(lakehouse.latest_table)).persist(
+        StorageLevel.MEMORY_AND_DISK
+    )
     counts = classified.groupBy("rpt_as_of_mo", "case_type").count().orderBy("rpt_as_of_mo", "case_type").collect()
     by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in ("I", "II", "III", "IV")}
     context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
@@ -115,7 +117,7 @@ def new_and_forward_accounts(classified_accounts: DataFrame) -> DataFrame:
 
 @_spark_asset(ddl(JOINED))
 def joined_windows(
-    context: dg.AssetExecutionContext,
+    context: AssetExecutionContext,
     lakehouse: Lakehouse,
     case3_backfill: DataFrame,
     new_and_forward_accounts: DataFrame,
@@ -149,7 +151,7 @@ def updated_histories(joined_windows: DataFrame) -> DataFrame:
     },
 )
 def summary_backfilled(
-    context: dg.AssetExecutionContext,
+    context: AssetExecutionContext,
     lakehouse: Lakehouse,
     updated_histories: DataFrame,
     classified_accounts: DataFrame,

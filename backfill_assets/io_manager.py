@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -13,16 +14,15 @@ from backfill_assets.resources.spark import SparkIceberg
 PARTITION = "rpt_as_of_mo"
 
 
-def partition_filter(keys: list[str]) -> F.Column:
+def partition_filter(keys: Sequence[str]) -> F.Column:
     return F.col(PARTITION).isin(*keys)
 
 
 def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
     """The table's current snapshot (id and summary counters), read from Iceberg metadata only."""
-    rows = (
-        spark.session.sql(f"SELECT snapshot_id, summary FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1")
-        .collect()
-    )
+    rows = spark.session.sql(
+        f"SELECT snapshot_id, summary FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1"
+    ).collect()
     return {"snapshot_id": rows[0]["snapshot_id"], **rows[0]["summary"]} if rows else None
 
 
@@ -41,9 +41,7 @@ class IcebergPartitionIOManager(dg.ConfigurableIOManager):
         return self.spark.table(asset_key.path[-1])
 
     def _ensure(self, table: str, ddl: str) -> None:
-        self.spark.session.sql(
-            f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING iceberg PARTITIONED BY ({PARTITION})"
-        )
+        self.spark.session.sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING iceberg PARTITIONED BY ({PARTITION})")
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         table = self._table(context.asset_key)
@@ -72,4 +70,3 @@ class IcebergPartitionIOManager(dg.ConfigurableIOManager):
         keys = context.asset_partition_keys
         context.log.info(f"loading {table} for {len(keys)} month(s): {keys[0]} … {keys[-1]}")
         return frame.where(partition_filter(keys))
-

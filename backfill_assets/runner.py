@@ -38,7 +38,7 @@ class RunReport:
 
 def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport:
     """Materialise the backfill job over the partitions that the unapplied records reach."""
-    lakehouse = defs.resources["lakehouse"]
+    lakehouse = (defs.resources or {})["lakehouse"]
     assert isinstance(lakehouse, Lakehouse)
     lakehouse.ensure_tables()
     last = MONTHLY.get_last_partition_key()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pyspark.sql.types import (
-    BooleanType,
     ArrayType,
+    BooleanType,
     DataType,
     IntegerType,
     LongType,

@@ -139,6 +139,17 @@ def random_batch(rng: random.Random, accounts: range, months: list[str], size: i
         }
         out.append(record(rng.choice(accounts), rng.choice(months), ts, **values))
         if rng.random() < 0.1:  # a second version with the same base_ts: tie-breaks decide
-            out.append(record(out[-1]["cons_acct_key"], out[-1]["rpt_as_of_mo"], ts, **{**values, "acct_bal_am": 7,
-                              "insert_ts": ts + dt.timedelta(seconds=rng.choice([-1, 1])), "soft_del_cd": None}))
+            out.append(
+                record(
+                    out[-1]["cons_acct_key"],
+                    out[-1]["rpt_as_of_mo"],
+                    ts,
+                    **{
+                        **values,
+                        "acct_bal_am": 7,
+                        "insert_ts": ts + dt.timedelta(seconds=rng.choice([-1, 1])),
+                        "soft_del_cd": None,
+                    },
+                )
+            )
     return out

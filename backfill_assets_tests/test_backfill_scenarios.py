@@ -78,8 +78,14 @@ def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
             record(CORRECT, "2024-05", acct_bal_am=777, acct_credit_ext_am=2000),
             record(CORRECT_LATEST, "2024-12", acct_bal_am=888),
             record(NULLS, "2024-04", acct_bal_am=None, actual_pymt_am=None, days_past_due_ct_4in=None),
-            record(SENTINEL, "2024-04", acct_bal_am=-1, acct_credit_ext_am=-2147483647, past_due_am=-214748364,
-                   actual_pymt_am=-21474836),
+            record(
+                SENTINEL,
+                "2024-04",
+                acct_bal_am=-1,
+                acct_credit_ext_am=-2147483647,
+                past_due_am=-214748364,
+                actual_pymt_am=-21474836,
+            ),
             record(FAR, "2021-01", acct_bal_am=4242),
             record(DELETE, "2024-06", soft_del_cd="1"),
             record(DELETE_LATEST, "2024-12", soft_del_cd="4"),
@@ -88,8 +94,14 @@ def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
             record(TIES, "2024-07", ts["tie"], acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),
             record(TIES, "2024-07", ts["tie"], acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),
             record(TIES, "2024-08", ts["tie"], acct_bal_am=3, insert_ts=dt.datetime(2026, 1, 2), update_ts=None),
-            record(TIES, "2024-08", ts["tie"], acct_bal_am=4, insert_ts=dt.datetime(2026, 1, 2),
-                   update_ts=dt.datetime(2026, 1, 3)),
+            record(
+                TIES,
+                "2024-08",
+                ts["tie"],
+                acct_bal_am=4,
+                insert_ts=dt.datetime(2026, 1, 2),
+                update_ts=dt.datetime(2026, 1, 3),
+            ),
         ]
     )
     late_report = lake.run()

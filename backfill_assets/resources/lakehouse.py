@@ -59,7 +59,9 @@ class Lakehouse(dg.ConfigurableResource):
             self.latest_table: (ddl(SUMMARY), ""),
             self.state_table: (STATE_DDL, ""),
         }
-        existing = {r["tableName"] for r in session.sql(f"SHOW TABLES IN {self.spark.catalog}.{self.spark.namespace}").collect()}
+        existing = {
+            r["tableName"] for r in session.sql(f"SHOW TABLES IN {self.spark.catalog}.{self.spark.namespace}").collect()
+        }
         for table, (columns, partitioning) in specs.items():
             if table not in existing:
                 session.sql(f"CREATE TABLE {self.name(table)} ({columns}) USING iceberg {partitioning}")

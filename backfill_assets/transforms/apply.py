@@ -12,7 +12,6 @@ from backfill_assets.transforms.values import grid, is_deleted
 A = "cons_acct_key"
 
 
-
 def _history(h: str, value: str) -> Column:
     """Position i: the patch of month (row − i) if any, else the old row's value, else the base row's shifted."""
     return F.expr(
@@ -27,8 +26,12 @@ def _history(h: str, value: str) -> Column:
 def _gather(patches: DataFrame, window_rows: DataFrame, latest: DataFrame) -> DataFrame:
     """Per (account, month): the old row, whether it is the latest, its own record, and its patch map."""
     none = F.lit(None)
-    rows = window_rows.select(A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(False).alias("was_latest"))
-    latest = latest.select(A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(True).alias("was_latest"))
+    rows = window_rows.select(
+        A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(False).alias("was_latest")
+    )
+    latest = latest.select(
+        A, F.col("rpt_as_of_mo").alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("old"), F.lit(True).alias("was_latest")
+    )
     patch_entries = patches.select(
         A,
         F.col("target_mo").alias("mo"),
@@ -68,9 +71,9 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
         .withColumn("old_active", F.col("old").isNotNull() & ~is_deleted(F.col("old.soft_del_cd")))
         .withColumn(
             "base",  # the closest earlier active old row, used only if it is the record's base_mo
-            F.last(F.when(F.col("old_active"), F.struct(F.col("mo"), F.col("old").alias("row"))), ignorenulls=True).over(
-                by_month.rowsBetween(Window.unboundedPreceding, -1)
-            ),
+            F.last(
+                F.when(F.col("old_active"), F.struct(F.col("mo"), F.col("old").alias("row"))), ignorenulls=True
+            ).over(by_month.rowsBetween(Window.unboundedPreceding, -1)),
         )
         .withColumn(
             "base",
@@ -95,8 +98,9 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
         *[c.alias(h) for h, c in histories.items()],
         grid(histories["payment_rating_cd_history"]).alias(GRID),
     )
-    updated = staged.select(A, "mo", "was_latest", written.alias("written"), F.when(written, new_row).otherwise(
-        F.col("old")).alias("row")).where(F.col("row").isNotNull())
+    updated = staged.select(
+        A, "mo", "was_latest", written.alias("written"), F.when(written, new_row).otherwise(F.col("old")).alias("row")
+    ).where(F.col("row").isNotNull())
     newest = Window.partitionBy(A).orderBy(is_deleted(F.col("row.soft_del_cd")).asc(), F.col("mo").desc())
     is_newest = F.row_number().over(newest) == 1
     return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))

@@ -36,10 +36,7 @@ def history_patches(joined: DataFrame) -> DataFrame:
         position.alias("position"),
         "base_ts",
         "is_deleted",
-        *[
-            (F.col(c) if c == "soft_del_cd" else F.when(~F.col("is_deleted"), F.col(c))).alias(c)
-            for c in SCALARS
-        ],
+        *[(F.col(c) if c == "soft_del_cd" else F.when(~F.col("is_deleted"), F.col(c))).alias(c) for c in SCALARS],
         F.when(own_only, F.col("own_row")).alias("own_row"),
         F.when(own_only, F.col("base_mo")).alias("base_mo"),
     )

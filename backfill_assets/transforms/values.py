@@ -29,8 +29,8 @@ def payment_rating(days_past_due: Column, asset_class: Column) -> Column:
     by_days = F.when(days_past_due >= 180, "6")
     for upper, rating in ((150, "5"), (120, "4"), (90, "3"), (60, "2"), (30, "1"), (0, "0")):
         by_days = by_days.when(days_past_due >= upper, rating)
-    return F.when(days_past_due.isNull(), F.lit(None).cast("string")).when(days_past_due < 0, by_class).otherwise(
-        by_days
+    return (
+        F.when(days_past_due.isNull(), F.lit(None).cast("string")).when(days_past_due < 0, by_class).otherwise(by_days)
     )
 
 

@@ -28,12 +28,17 @@ def join_windows(records: DataFrame, summary_keys: DataFrame) -> DataFrame:
     """
     rec = records.withColumn("m", month_index("rpt_as_of_mo"))
     states = summary_keys.join(rec.select(A).distinct(), A, "left_semi").select(
-        A, F.struct(month_index("rpt_as_of_mo").alias("idx"), (~is_deleted(F.col("soft_del_cd"))).alias("on")).alias("s")
+        A,
+        F.struct(month_index("rpt_as_of_mo").alias("idx"), (~is_deleted(F.col("soft_del_cd"))).alias("on")).alias("s"),
     )
     per_account = states.groupBy(A).agg(F.collect_list("s").alias("old"))
-    batch = F.collect_list(F.struct(F.col("m").alias("idx"), (~F.col("is_deleted")).alias("on"))).over(Window.partitionBy(A))
-    joined = rec.withColumn("new", batch).join(per_account, A, "left").withColumn(
-        "old", F.coalesce("old", F.array().cast("array<struct<idx:int,on:boolean>>"))
+    batch = F.collect_list(F.struct(F.col("m").alias("idx"), (~F.col("is_deleted")).alias("on"))).over(
+        Window.partitionBy(A)
+    )
+    joined = (
+        rec.withColumn("new", batch)
+        .join(per_account, A, "left")
+        .withColumn("old", F.coalesce("old", F.array().cast("array<struct<idx:int,on:boolean>>")))
     )
     own = F.filter("old", lambda s: s["idx"] == F.col("m"))
     own_row = F.when(F.size(own) == 0, "none").when(own[0]["on"], "active").otherwise("deleted")

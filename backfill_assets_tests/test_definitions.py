@@ -1,0 +1,61 @@
+"""The code location loads, and its shape is the one the users chose."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from backfill_assets.definitions import defs
+from backfill_assets.resources.spark import SparkIceberg
+
+GRAPH = ["classified_accounts", "case3_backfill", "joined_windows", "updated_histories", "summary_backfilled"]
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_graph_assets_are_monthly_single_run() -> None:
+    graph = defs.resolve_asset_graph()
+    for name in [*GRAPH, "new_and_forward_accounts"]:
+        node = graph.get(dg.AssetKey(name))
+        assert node.partitions_def is not None and node.partitions_def.get_first_partition_key() == "2015-01"
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(dg.AssetKey("summary_backfilled")).parent_keys >= {
+        dg.AssetKey("updated_histories"),
+        dg.AssetKey("classified_accounts"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("catalog_type", "uri", "expected"),
+    [
+        ("hadoop", None, {"spark.sql.catalog.lake.type": "hadoop"}),
+        (
+            "hive",
+            "thrift://meta:9083",
+            {"spark.sql.catalog.lake.type": "hive", "spark.sql.catalog.lake.uri": "thrift://meta:9083"},
+        ),
+        (
+            "rest",
+            "http://rest:8181",
+            {"spark.sql.catalog.lake.type": "rest", "spark.sql.catalog.lake.uri": "http://rest:8181"},
+        ),
+        ("glue", None, {"spark.sql.catalog.lake.catalog-impl": "org.apache.iceberg.aws.glue.GlueCatalog"}),
+    ],
+)
+def test_spark_conf_per_catalog_type(catalog_type: str, uri: str | None, expected: dict[str, str]) -> None:
+    conf = SparkIceberg(catalog_type=catalog_type, catalog_uri=uri, warehouse="s3://bucket/wh").spark_conf()
+    assert expected.items() <= conf.items()
+    assert conf["spark.sql.catalog.lake.warehouse"] == "s3://bucket/wh"
+    assert conf["spark.sql.extensions"].endswith("IcebergSparkSessionExtensions")
+
+
+def test_extra_conf_wins_and_master_is_configurable() -> None:
+    conf = SparkIceberg(master="spark://h:7077", extra_conf={"spark.sql.shuffle.partitions": "400"}).spark_conf()
+    assert conf["spark.master"] == "spark://h:7077" and conf["spark.sql.shuffle.partitions"] == "400"
+
+
+def test_wrong_catalog_type_names_the_field() -> None:
+    with pytest.raises(Exception, match="catalog_type"):
+        SparkIceberg(catalog_type="oracle")
