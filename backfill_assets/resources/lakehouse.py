@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import dagster as dg
 from pydantic import Field
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.spark import SparkIceberg
@@ -76,13 +77,30 @@ class Lakehouse(dg.ConfigurableResource):
         files = f"{self.name(self.summary_table)}.files"
         return session.sql(f"SELECT max(readable_metrics.base_ts.upper_bound) AS w FROM {files}").collect()[0]["w"]
 
+    def reset_watermark(self) -> None:
+        """Forget the applied-through marks of past runs (SPEC §4.5).
+
+        After `summary` is imported or regenerated, the next run must treat as applied exactly the
+        records not newer than the greatest base_ts in summary; an older run's mark could be later
+        than that (records silently skipped) or earlier (needless re-application).
+        """
+        state = self.name(self.state_table)
+        if self.spark.session.catalog.tableExists(state):
+            self.spark.session.sql(f"DELETE FROM {state} WHERE true")
+
     def pending_months(self, watermark: dt.datetime | None) -> list[str]:
-        """Months of accounts_all holding records newer than the watermark (from file metadata only)."""
-        files = f"{self.name(self.accounts_table)}.files"
-        newer = "" if watermark is None else f"WHERE readable_metrics.base_ts.upper_bound > TIMESTAMP '{watermark}'"
-        rows = self.spark.session.sql(
-            f"SELECT DISTINCT partition.rpt_as_of_mo AS m FROM {files} {newer} ORDER BY m"
-        ).collect()
+        """Months of accounts_all holding records newer than the watermark (from file metadata only).
+
+        The watermark goes in as a literal, not as SQL text: Spark reads a Python datetime in the
+        process's time zone, the same one `watermark()` returned it in.
+        """
+        table = self.name(self.accounts_table)
+        if not self.spark.session.catalog.tableExists(table):
+            raise dg.Failure(f"{table} does not exist: import account records first (backfill-assets import)")
+        files = self.spark.session.table(f"{table}.files")
+        if watermark is not None:
+            files = files.where(F.col("readable_metrics.base_ts.upper_bound") > F.lit(watermark))
+        rows = files.select(F.col("partition.rpt_as_of_mo").alias("m")).distinct().orderBy("m").collect()
         return [r["m"] for r in rows]
 
     def commit(
@@ -113,8 +131,9 @@ class Lakehouse(dg.ConfigurableResource):
             latest_snap = latest_snapshot(self.spark, self.name(self.latest_table)) or {}
             summary_id = int(summary_snap["snapshot_id"]) if summary_snap else None
             latest_id = int(latest_snap["snapshot_id"]) if latest_snap else None
-            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-            state = session.createDataFrame([(applied_through, run_id, now, summary_id, latest_id)], STATE_DDL)
+            state = session.createDataFrame(
+                [(applied_through, run_id, None, summary_id, latest_id)], STATE_DDL
+            ).withColumn("committed_at", F.current_timestamp())
             state.writeTo(self.name(self.state_table)).append()
         except BaseException:
             self.rollback(before)

@@ -1,0 +1,263 @@
+"""`backfill-assets`: import, export, run and generate (SPEC §6).
+
+Every expected failure (a file that does not fit, a missing file or table, a failed run) ends as one
+line `backfill-assets: <reason>` on stderr and a non-zero exit status, never as a traceback: the
+command is meant for schedulers and shell scripts. `--debug` re-raises instead, for developers.
+
+Spark and catalog settings come from `definitions.defs.resources["spark"]` (one place to configure);
+table names from its `lakehouse` resource. Tests inject their own resource via `main(spark=...)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import dagster as dg
+from pyspark.errors import AnalysisException
+from pyspark.sql import functions as F
+
+from backfill_assets import definitions
+from backfill_assets.io_manager import latest_snapshot
+from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.tables import SCHEMAS, ddl
+from backfill_assets.transforms.months import MONTH_PATTERN, add_months
+from backfill_assets.validation import Problem, ValidationError, validate_table
+
+PROG = "backfill-assets"
+TABLES = tuple(SCHEMAS)  # accounts_all, summary, latest_summary
+PARTITIONED = {"accounts_all": True, "summary": True, "latest_summary": False}
+UNIQUE_KEYS = {"summary": ("cons_acct_key", "rpt_as_of_mo"), "latest_summary": ("cons_acct_key",)}
+EXIT_FAILURE, EXIT_REFUSED = 1, 2
+
+
+class CliError(Exception):
+    """An expected failure: reported as one line on stderr with exit status `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one `backfill-assets:` line too (argparse would print usage and its own prefix)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see {PROG} --help)", EXIT_REFUSED)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _month(value: str) -> str:
+    if not re.match(MONTH_PATTERN, value):
+        raise argparse.ArgumentTypeError(f"not a month YYYY-MM: {value!r}")
+    return value
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"not a positive integer: {value!r}")
+    return number
+
+
+def previous_month(today: dt.date | None = None) -> str:
+    """The last complete calendar month (UTC), the default end month of `generate`."""
+    day = today or dt.datetime.now(dt.UTC).date()
+    return add_months(f"{day.year:04d}-{day.month:02d}", -1)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Keep the account summary exact when records arrive late.")
+    p.add_argument("--namespace", help="Iceberg namespace of the tables (default: the configured one, edf_gold).")
+    p.add_argument("--debug", action="store_true", help="Show the Python traceback of a failure.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    imp = sub.add_parser("import", help="Append (or replace) the rows of a parquet file or folder into a table.")
+    imp.add_argument("table", metavar="TABLE", help=f"one of {', '.join(TABLES)}")
+    imp.add_argument("parquet", metavar="PARQUET", help="parquet file or folder")
+    imp.add_argument("--replace", action="store_true", help="Replace the table's rows instead of appending.")
+
+    exp = sub.add_parser("export", help="Write a table's current rows to a parquet folder (overwritten).")
+    exp.add_argument("table", metavar="TABLE", help=f"one of {', '.join(TABLES)}")
+    exp.add_argument("parquet", metavar="PARQUET", help="parquet folder to write")
+
+    sub.add_parser("run", help="Apply every unapplied record of accounts_all and print what was done.")
+
+    gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
+    gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
+    gen.add_argument("--months", type=_positive, default=36, help="months of history (default 36)")
+    gen.add_argument("--end-month", type=_month, default=None, help="last month YYYY-MM (default: previous month)")
+    gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    return p
+
+
+class _Context:
+    """The Spark resource, lakehouse and Dagster definitions one command works with."""
+
+    def __init__(self, spark: SparkIceberg | None, namespace: str | None) -> None:
+        resources = definitions.defs.resources or {}
+        base_spark, base_lakehouse = resources["spark"], resources["lakehouse"]
+        assert isinstance(base_spark, SparkIceberg) and isinstance(base_lakehouse, Lakehouse)
+        resource = spark or base_spark
+        if namespace:
+            resource = _with(resource, namespace=namespace)
+        self.spark = resource
+        if resource is base_spark:
+            self.lakehouse, self.defs = base_lakehouse, definitions.defs
+        else:
+            self.lakehouse = Lakehouse(**{**_fields(base_lakehouse), "spark": resource})
+            self.defs = definitions.build_defs(resource, self.lakehouse)
+
+    def table_name(self, table: str) -> str:
+        """Qualified name of a SPEC table, honouring table names configured on the lakehouse."""
+        if table not in TABLES:
+            raise CliError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}", EXIT_REFUSED)
+        configured = {
+            "accounts_all": self.lakehouse.accounts_table,
+            "summary": self.lakehouse.summary_table,
+            "latest_summary": self.lakehouse.latest_table,
+        }
+        return self.lakehouse.name(configured[table])
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.spark.session.table(name)
+        except AnalysisException:
+            return False
+        return True
+
+
+def _with(resource: SparkIceberg, **changes: Any) -> SparkIceberg:
+    return SparkIceberg(**{**_fields(resource), **changes})
+
+
+def _fields(resource: dg.ConfigurableResource) -> dict[str, Any]:
+    return {k: getattr(resource, k) for k in type(resource).model_fields}
+
+
+# ------------------------------------------------------------------------------------------ commands
+
+
+def cmd_import(ctx: _Context, table: str, parquet: str, replace: bool) -> None:
+    """Validate the whole file first; then create the table if needed and write it in one commit."""
+    name = ctx.table_name(table)
+    session = ctx.spark.session
+    try:
+        source = session.read.parquet(parquet)
+    except AnalysisException as e:
+        raise CliError(f"cannot read parquet {parquet}: {_first_line(e)}") from e
+    frame = validate_table(source, table)
+    exists = ctx.exists(name)
+    unique = UNIQUE_KEYS.get(table)
+    if exists and unique and not replace:
+        existing = session.table(name).select(*unique)
+        ex = frame.join(existing, list(unique), "left_semi").select("cons_acct_key", "rpt_as_of_mo").first()
+        if ex is not None:
+            rule = "key already in the table (appending would duplicate it; use --replace)"
+            raise ValidationError([Problem(table, ", ".join(unique), rule, None, (ex[0], ex[1]))])
+    if table == "summary":
+        ctx.lakehouse.reset_watermark()
+    partitioning = "PARTITIONED BY (rpt_as_of_mo)" if PARTITIONED[table] else ""
+    session.sql(f"CREATE TABLE IF NOT EXISTS {name} ({ddl(SCHEMAS[table])}) USING iceberg {partitioning}")
+    writer = frame.writeTo(name)
+    if replace:
+        writer.overwrite(F.lit(True))
+    else:
+        writer.append()
+    snap = latest_snapshot(ctx.spark, name) or {}
+    verb = "replaced" if replace else "appended"
+    print(f"{name}: {verb} {snap.get('added-records', 0)} rows (snapshot {snap.get('snapshot_id')})")
+
+
+def cmd_export(ctx: _Context, table: str, parquet: str) -> None:
+    """Timestamps are written as UTC-adjusted TIMESTAMP_MICROS (not Spark's legacy INT96), so other
+    readers (pyarrow, DuckDB, …) get the same instants; the round trip through `import` is exact."""
+    name = ctx.table_name(table)
+    session = ctx.spark.session
+    try:
+        df = session.table(name)
+    except AnalysisException as e:
+        raise CliError(f"table {name} does not exist (nothing to export)") from e
+    key = "spark.sql.parquet.outputTimestampType"
+    previous = session.conf.get(key, None)
+    session.conf.set(key, "TIMESTAMP_MICROS")
+    try:
+        df.write.mode("overwrite").parquet(parquet)
+    finally:
+        if previous is None:
+            session.conf.unset(key)
+        else:
+            session.conf.set(key, previous)
+    print(f"{name}: exported {session.read.parquet(parquet).count()} rows to {parquet}")
+
+
+def cmd_run(ctx: _Context) -> None:
+    """Apply what is pending; a failed Dagster run is reported in one line (its details are in the run's logs)."""
+    from backfill_assets.runner import run_pending
+
+    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    with instance:
+        try:
+            report = run_pending(ctx.defs, instance)
+        except Exception as e:
+            raise CliError(f"run failed: {type(e).__name__}: {_first_line(e)}") from e
+    for line in report.lines():
+        print(line)
+
+
+def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | None, seed: int) -> None:
+    """Replace accounts_all, summary and latest_summary with a synthetic data set."""
+    from backfill_assets.generate import generate, write
+
+    end = end_month or previous_month()
+    try:
+        data = generate(ctx.spark.session, accounts=accounts, months=months, end_month=end, seed=seed)
+    except ValueError as e:
+        raise CliError(f"generate: {e}", EXIT_REFUSED) from e
+    ctx.lakehouse.reset_watermark()
+    write(data, ctx.spark, replace=True)
+    for table in TABLES:
+        name = ctx.spark.table(table)
+        print(f"{name}: {ctx.spark.session.table(name).count()} rows")
+
+
+def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
+    """Entry point of the console script; `spark` replaces the configured resource (tests)."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser().parse_args(argv)
+        ctx = _Context(spark, args.namespace)
+        if args.command == "import":
+            cmd_import(ctx, args.table, args.parquet, args.replace)
+        elif args.command == "export":
+            cmd_export(ctx, args.table, args.parquet)
+        elif args.command == "run":
+            cmd_run(ctx)
+        elif args.command == "generate":
+            cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
+    except SystemExit as e:  # --help
+        return e.code if isinstance(e.code, int) else 0
+    except (CliError, ValidationError) as e:
+        if debug:
+            raise
+        code = e.code if isinstance(e, CliError) else EXIT_REFUSED
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
