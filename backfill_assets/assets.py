@@ -16,7 +16,7 @@ from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
-from backfill_assets.transforms.classify import classify, pending_records, winners
+from backfill_assets.transforms.classify import CASES, classify, pending_records, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.months import add_months
 from backfill_assets.transforms.windows import join_windows
@@ -89,7 +89,7 @@ def classified_accounts(context: AssetExecutionContext, lakehouse: Lakehouse) ->
         StorageLevel.MEMORY_AND_DISK
     )
     counts = classified.groupBy("rpt_as_of_mo", "case_type").count().orderBy("rpt_as_of_mo", "case_type").collect()
-    by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in ("I", "II", "III", "IV")}
+    by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
     context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
     return dg.Output(
         classified,
@@ -121,7 +121,7 @@ def joined_windows(
     lakehouse: Lakehouse,
     case3_backfill: DataFrame,
     new_and_forward_accounts: DataFrame,
-) -> DataFrame:
+) -> dg.Output[DataFrame]:
     """Each record with the summary rows it reaches: its own, its later rows, and the row it inherits from.
 
     Reads only key and delete flag of `summary`, for the batch's accounts, 35 months either side.
@@ -134,7 +134,16 @@ def joined_windows(
         .where(F.col("rpt_as_of_mo").between(add_months(first, -REACH), add_months(last, REACH)))
         .select("cons_acct_key", "rpt_as_of_mo", "soft_del_cd")
     )
-    return join_windows(records, summary_keys)
+    joined = join_windows(records, summary_keys).persist(StorageLevel.MEMORY_AND_DISK)
+    counts = joined.groupBy("case_type").agg(F.count("*").alias("n"), F.sum(F.size("target_mos")).alias("later"))
+    by_case = {r["case_type"]: r for r in counts.collect()}
+    return dg.Output(
+        joined,
+        metadata={
+            **{f"case_{c}": by_case[c]["n"] if c in by_case else 0 for c in CASES},
+            "later_rows_reached": sum(int(r["later"] or 0) for r in by_case.values()),
+        },
+    )
 
 
 @_spark_asset(ddl(PATCHES))

@@ -214,6 +214,8 @@ def cmd_run(ctx: _Context) -> None:
             report = run_pending(ctx.defs, instance)
         except Exception as e:
             raise CliError(f"run failed: {type(e).__name__}: {_first_line(e)}") from e
+    if not report.success:
+        raise CliError(report.lines()[0])
     for line in report.lines():
         print(line)
 

@@ -11,6 +11,7 @@ from backfill_assets.assets import required_range
 from backfill_assets.definitions import BACKFILL_JOB
 from backfill_assets.partitions import MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.transforms.classify import CASES
 
 
 @dataclass
@@ -19,15 +20,22 @@ class RunReport:
 
     partitions: tuple[str, str] | None
     run_id: str | None = None
+    success: bool = True
+    error: str = ""
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         if self.partitions is None:
             return ["nothing to apply: accounts_all has no unapplied records"]
+        if not self.success:
+            return [
+                f"run {self.run_id} FAILED over partitions {self.partitions[0]}...{self.partitions[1]}: {self.error}"
+            ]
         out = [f"run {self.run_id}: partitions {self.partitions[0]}...{self.partitions[1]}"]
-        classified = self.metadata.get("classified_accounts", {})
-        cases = ", ".join(f"{c} {classified.get(f'case_{c}', 0)}" for c in ("I", "II", "III", "IV"))
-        out.append(f"records read: {classified.get('records', 0)} (by case: {cases})")
+        read, applied = self.metadata.get("classified_accounts", {}), self.metadata.get("joined_windows", {})
+        for c in CASES:
+            n, done = read.get(f"case_{c}", 0), applied.get(f"case_{c}", 0)
+            out.append(f"case {c:<3} records read {n:>8}  applied {done:>8}  skipped {n - done:>8}")
         summary = self.metadata.get("summary_backfilled", {})
         out.append(
             f"summary rows written: {summary.get('summary_rows_written', 0)} in {summary.get('months_touched', 0)}"
@@ -50,8 +58,13 @@ def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport
     result = job.execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": needed[0], "dagster/asset_partition_range_end": needed[1]},
+        raise_on_error=False,
     )
-    report = RunReport(needed, result.run_id)
+    report = RunReport(needed, result.run_id, result.success)
+    if not result.success:
+        failures = [e for e in result.all_events if e.is_step_failure]
+        step_error = failures[0].step_failure_data.error if failures else None
+        report.error = step_error.message.strip().splitlines()[0] if step_error else "see the run's logs"
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         report.metadata.setdefault(mat.asset_key.to_user_string(), {}).update(

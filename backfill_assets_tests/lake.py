@@ -80,6 +80,7 @@ class Lake:
 
     def run(self) -> RunReport:
         report = run_pending(self.defs, self.instance)
+        assert report.success, report.lines()
         self.model.run()
         return report
 

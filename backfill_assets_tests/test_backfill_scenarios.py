@@ -120,6 +120,11 @@ def balances(rows: Rows, account: int, month: str) -> list[int | None]:
 def test_late_batch_is_reported_as_case_iii(phases: Phases) -> None:
     meta = phases.late_report.metadata["classified_accounts"]
     assert meta["case_III"] == 14 and meta["case_I"] == 0 and meta["case_II"] == 0
+    assert phases.late_report.metadata["joined_windows"]["case_III"] == 14  # no delete of a missing month
+    assert any(
+        line.split() == ["case", "III", "records", "read", "14", "applied", "14", "skipped", "0"]
+        for line in phases.late_report.lines()
+    )
 
 
 def test_several_late_months_of_one_account_patch_every_later_row(phases: Phases) -> None:
