@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 
 import dagster as dg
@@ -45,4 +47,17 @@ def build_defs(spark: SparkIceberg, lakehouse: Lakehouse | None = None) -> dg.De
     )
 
 
-defs = build_defs(SparkIceberg())
+def spark_from_env() -> SparkIceberg:
+    """The Spark resource as `BACKFILL_SPARK_CONFIG` (a JSON object of its fields) configures it.
+
+    So a deployment points the same code at a cluster and a Glue/Hive/REST catalog by
+    configuration alone; an unknown field or a wrong value fails at load, naming the field.
+    """
+    fields = json.loads(os.environ.get("BACKFILL_SPARK_CONFIG") or "{}")
+    unknown = sorted(set(fields) - set(SparkIceberg.model_fields))
+    if unknown:
+        raise ValueError(f"BACKFILL_SPARK_CONFIG: unknown field(s) {', '.join(unknown)} of SparkIceberg")
+    return SparkIceberg(**fields)
+
+
+defs = build_defs(spark_from_env())

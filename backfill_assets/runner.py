@@ -59,6 +59,7 @@ def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport
         instance=instance,
         tags={"dagster/asset_partition_range_start": needed[0], "dagster/asset_partition_range_end": needed[1]},
         raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
     )
     report = RunReport(needed, result.run_id, result.success)
     if not result.success:

@@ -59,3 +59,16 @@ def test_extra_conf_wins_and_master_is_configurable() -> None:
 def test_wrong_catalog_type_names_the_field() -> None:
     with pytest.raises(Exception, match="catalog_type"):
         SparkIceberg(catalog_type="oracle")
+
+
+def test_spark_resource_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backfill_assets.definitions import spark_from_env
+
+    monkeypatch.setenv(
+        "BACKFILL_SPARK_CONFIG", '{"master": "yarn", "catalog_type": "glue", "shuffle_partitions": 2000}'
+    )
+    res = spark_from_env()
+    assert (res.master, res.catalog_type, res.shuffle_partitions) == ("yarn", "glue", 2000)
+    monkeypatch.setenv("BACKFILL_SPARK_CONFIG", '{"catalog_typo": "glue"}')
+    with pytest.raises(Exception, match="catalog_typo"):
+        spark_from_env()
