@@ -49,10 +49,9 @@ class Phases:
     late_ts: dict[str, dt.datetime]
 
 
-@pytest.fixture(scope="module")
-def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
-    lake = Lake(spark, spark_resource)
-    lake.deliver(
+def scenario_history() -> list[dict[str, Any]]:
+    """The records every scenario starts from, applied in a first run."""
+    return (
         history(MULTI, "2023-01", "2024-12")
         + history(GAP_FILL, "2023-01", "2024-12", skip=("2024-03",))
         + history(CORRECT, "2023-01", "2024-12")
@@ -66,44 +65,68 @@ def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
         + history(TS, "2023-01", "2024-12")
         + history(TIES, "2023-01", "2024-12")
     )
+
+
+def scenario_late(ts: dict[str, dt.datetime]) -> list[dict[str, Any]]:
+    """The late batch: one or more records per scenario, applied in a second run."""
+    return [
+        record(MULTI, "2024-01", acct_bal_am=9001),
+        record(MULTI, "2024-02", acct_bal_am=9002),
+        record(MULTI, "2024-06", acct_bal_am=9006),
+        record(GAP_FILL, "2024-03", acct_bal_am=5555, days_past_due_ct_4in=95),
+        record(CORRECT, "2024-05", acct_bal_am=777, acct_credit_ext_am=2000),
+        record(CORRECT_LATEST, "2024-12", acct_bal_am=888),
+        record(NULLS, "2024-04", acct_bal_am=None, actual_pymt_am=None, days_past_due_ct_4in=None),
+        record(
+            SENTINEL,
+            "2024-04",
+            acct_bal_am=-1,
+            acct_credit_ext_am=-2147483647,
+            past_due_am=-214748364,
+            actual_pymt_am=-21474836,
+        ),
+        record(FAR, "2021-01", acct_bal_am=4242),
+        record(DELETE, "2024-06", soft_del_cd="1"),
+        record(DELETE_LATEST, "2024-12", soft_del_cd="4"),
+        record(TS, "2023-06", ts["ts"], acct_bal_am=606),
+        # two versions with equal base_ts: the greater insert_ts wins; a NULL update_ts loses
+        record(TIES, "2024-07", ts["tie"], acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),
+        record(TIES, "2024-07", ts["tie"], acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),
+        record(TIES, "2024-08", ts["tie"], acct_bal_am=3, insert_ts=dt.datetime(2026, 1, 2), update_ts=None),
+        record(
+            TIES,
+            "2024-08",
+            ts["tie"],
+            acct_bal_am=4,
+            insert_ts=dt.datetime(2026, 1, 2),
+            update_ts=dt.datetime(2026, 1, 3),
+        ),
+    ]
+
+
+SCENARIOS = {
+    "several late months of one account": MULTI,
+    "late month without a row": GAP_FILL,
+    "correction": CORRECT,
+    "correction of the latest month": CORRECT_LATEST,
+    "null overwrites a value": NULLS,
+    "sentinel amounts": SENTINEL,
+    "late month far before later rows": FAR,
+    "deletion": DELETE,
+    "deletion of the latest month": DELETE_LATEST,
+    "base_ts rule": TS,
+    "tie-breaks": TIES,
+}
+
+
+@pytest.fixture(scope="module")
+def phases(spark: SparkSession, spark_resource: SparkIceberg) -> Phases:
+    lake = Lake(spark, spark_resource)
+    lake.deliver(scenario_history())
     lake.run()
     after_history = lake.rows("summary")
     ts = {name: next_ts() for name in ("ts", "tie")}
-    lake.deliver(
-        [
-            record(MULTI, "2024-01", acct_bal_am=9001),
-            record(MULTI, "2024-02", acct_bal_am=9002),
-            record(MULTI, "2024-06", acct_bal_am=9006),
-            record(GAP_FILL, "2024-03", acct_bal_am=5555, days_past_due_ct_4in=95),
-            record(CORRECT, "2024-05", acct_bal_am=777, acct_credit_ext_am=2000),
-            record(CORRECT_LATEST, "2024-12", acct_bal_am=888),
-            record(NULLS, "2024-04", acct_bal_am=None, actual_pymt_am=None, days_past_due_ct_4in=None),
-            record(
-                SENTINEL,
-                "2024-04",
-                acct_bal_am=-1,
-                acct_credit_ext_am=-2147483647,
-                past_due_am=-214748364,
-                actual_pymt_am=-21474836,
-            ),
-            record(FAR, "2021-01", acct_bal_am=4242),
-            record(DELETE, "2024-06", soft_del_cd="1"),
-            record(DELETE_LATEST, "2024-12", soft_del_cd="4"),
-            record(TS, "2023-06", ts["ts"], acct_bal_am=606),
-            # two versions with equal base_ts: the greater insert_ts wins; a NULL update_ts loses
-            record(TIES, "2024-07", ts["tie"], acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),
-            record(TIES, "2024-07", ts["tie"], acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),
-            record(TIES, "2024-08", ts["tie"], acct_bal_am=3, insert_ts=dt.datetime(2026, 1, 2), update_ts=None),
-            record(
-                TIES,
-                "2024-08",
-                ts["tie"],
-                acct_bal_am=4,
-                insert_ts=dt.datetime(2026, 1, 2),
-                update_ts=dt.datetime(2026, 1, 3),
-            ),
-        ]
-    )
+    lake.deliver(scenario_late(ts))
     late_report = lake.run()
     lake.assert_matches_model()
     after_late, latest_after_late = lake.rows("summary"), lake.rows("latest_summary")

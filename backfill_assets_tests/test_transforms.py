@@ -14,8 +14,9 @@ from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.values import payment_rating, to_summary_values
 from backfill_assets.transforms.windows import join_windows
-from backfill_assets_tests.lake import MONTHS, random_batch, record
+from backfill_assets_tests.lake import MONTHS, next_ts, random_batch, record
 from backfill_assets_tests.reference_model import ReferenceModel, deleted, rating
+from backfill_assets_tests.test_backfill_scenarios import SCENARIOS, scenario_history, scenario_late
 
 Rec = dict[str, Any]
 
@@ -40,37 +41,47 @@ def expected_changes(before: dict[Any, Any], after: dict[Any, Any]) -> dict[Any,
     return {k: v for k, v in after.items() if before.get(k) != v}
 
 
+def assert_backfill_matches_model(spark: SparkSession, model: ReferenceModel, batch: list[Rec]) -> None:
+    """The pure chain's written rows are exactly the model's changed rows (SPEC §4.2, §2.3)."""
+    before, latest_before = model.summary(), model.latest()
+    written, latest = backfill(spark, model, batch)
+    model.deliver(batch)
+    model.run()
+    after = model.summary()
+    got = {(r["cons_acct_key"], r["rpt_as_of_mo"]): r for r in written}
+    for key in expected_changes(before, after):
+        assert key in got, key
+    for key, row in got.items():
+        want = after[key]
+        assert row["soft_del_cd"] == want["soft_del_cd"], key
+        if not deleted(want["soft_del_cd"]):
+            assert row == want, key
+    want_latest = {a: r for a, r in model.latest().items() if latest_before.get(a) != r}
+    got_latest = {r["cons_acct_key"]: r for r in latest}
+    assert set(want_latest) <= set(got_latest)
+    for a, row in got_latest.items():
+        assert row["rpt_as_of_mo"] == model.latest()[a]["rpt_as_of_mo"]
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_transform_chain_equals_reference(spark: SparkSession, seed: int) -> None:
     rng = random.Random(seed)
     model = ReferenceModel()
     model.deliver(random_batch(rng, range(1, 9), MONTHS, 60))
     model.run()
-    before, latest_before = model.summary(), model.latest()
-    batch = random_batch(rng, range(1, 12), MONTHS, 30)
-    written, latest = backfill(spark, model, batch)
-    model.deliver(batch)
+    assert_backfill_matches_model(spark, model, random_batch(rng, range(1, 12), MONTHS, 30))
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_scenario_through_the_pure_transforms(spark: SparkSession, scenario: str) -> None:
+    account = SCENARIOS[scenario]
+    model = ReferenceModel()
+    model.deliver(r for r in scenario_history() if r["cons_acct_key"] == account)
     model.run()
-    after = model.summary()
-    got = {(r["cons_acct_key"], r["rpt_as_of_mo"]): r for r in written}
-    # every row that must change is written, and is right; rows written unchanged are allowed only
-    # where a record of the batch reached them
-    for key, want in expected_changes(before, after).items():
-        assert key in got, key
-        if deleted(want["soft_del_cd"]):
-            assert got[key]["soft_del_cd"] == want["soft_del_cd"]
-        else:
-            assert got[key] == want, key
-    for key, row in got.items():
-        want = after[key]
-        assert row["soft_del_cd"] == want["soft_del_cd"]
-        if not deleted(want["soft_del_cd"]):
-            assert row == want
-    want_latest = {a: r for a, r in model.latest().items() if latest_before.get(a) != r}
-    got_latest = {r["cons_acct_key"]: r for r in latest}
-    assert set(want_latest) <= set(got_latest)
-    for a, row in got_latest.items():
-        assert row["rpt_as_of_mo"] == model.latest()[a]["rpt_as_of_mo"]
+    ts = {name: next_ts() for name in ("ts", "tie")}
+    late = [r for r in scenario_late(ts) if r["cons_acct_key"] == account]
+    assert late
+    assert_backfill_matches_model(spark, model, late)
 
 
 def test_written_rows_have_summary_columns(spark: SparkSession) -> None:
