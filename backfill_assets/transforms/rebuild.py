@@ -8,8 +8,9 @@ slice of that timeline, reversed: one pass per account, no self-join, no lookups
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALARS, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.classify import winners
@@ -19,23 +20,23 @@ from backfill_assets.transforms.values import grid, is_deleted, to_summary_value
 A = "cons_acct_key"
 PAD = HISTORY_LENGTH - 1
 # what a month contributes to the rows that reach it: its history values and its base_ts
-_SLOT_FIELDS = ("base_ts", *dict.fromkeys(HISTORIES.values()))
+_TIMELINES = ("base_ts", *dict.fromkeys(HISTORIES.values()))
 
 
 def _active_months(records: DataFrame) -> DataFrame:
     """Summary values of the winning record of every month that is active (deletes make no row)."""
-    values = to_summary_values(winners(records))
+    values = to_summary_values(winners(records.repartition(A)))
     return values.where(~F.col("is_deleted")).withColumn("idx", month_index("rpt_as_of_mo"))
 
 
 def _timeline(entries: Column) -> Column:
-    """Dense timeline of the slots of month-sorted `entries`: NULL for every missing month, 35 in front.
+    """Dense timeline of the slots of month-sorted `entries`: NULL for each missing month, PAD NULLs in front.
 
-    Each entry is preceded by as many NULLs as months are missing before it, so timeline position
-    PAD + (idx - first idx) holds the entry of month idx.
+    Each entry is preceded by as many NULLs as months are missing before it, so position
+    PAD + (idx - first idx) holds the slot of month idx. The one lambda of the rebuild runs once
+    per account; everything per row is native array code.
     """
-    slot_type = f"struct<{', '.join(f'{f}: {SUMMARY[f].dataType.simpleString()}' for f in _SLOT_FIELDS)}>"
-    null_slot = F.lit(None).cast(slot_type)
+    null_slot = F.lit(None).cast(StructType([SUMMARY[f] for f in _TIMELINES]))
 
     def gap_then_slot(e: Column, k: Column) -> Column:
         gap = F.when(k == 0, F.lit(PAD)).otherwise(e["idx"] - entries[k - 1]["idx"] - 1)
@@ -44,21 +45,10 @@ def _timeline(entries: Column) -> Column:
     return F.flatten(F.transform(entries, gap_then_slot))
 
 
-def _rows_of_account(entries: Column) -> Column:
-    """Per entry: its own values and its 36-month window of slots (position 0 = its own month)."""
-    timeline = _timeline(entries)
-    first = entries[0]["idx"]
-    return F.transform(
-        entries,
-        lambda e: F.struct(
-            e["own"].alias("own"),
-            F.reverse(F.slice(timeline, e["idx"] - first + 1, HISTORY_LENGTH)).alias("window"),
-        ),
-    )
-
-
-def _history(window: Column, value: str) -> Column:
-    return F.transform(window, lambda s: s[value])
+def _window(field: str) -> Column:
+    """The 36 timeline values of months m … m-35 of the exploded entry (position 0 = month m)."""
+    start = F.col("entry.idx") - F.col("first") + 1
+    return F.reverse(F.slice(F.col(f"_t_{field}"), start, HISTORY_LENGTH))
 
 
 def rebuild_summary(records: DataFrame) -> DataFrame:
@@ -66,22 +56,26 @@ def rebuild_summary(records: DataFrame) -> DataFrame:
 
     A month has a row iff its winner is active; `base_ts` of a row is the greatest base_ts of the
     active winners of its months m-35 … m (a delete in a single run never had a row, so never counts).
+    Records are partitioned by account once; winners, grouping and explode need no other shuffle.
     """
     months = _active_months(records)
     entry = F.struct(
-        F.col("idx").alias("idx"),
-        F.struct(*_SLOT_FIELDS).alias("slot"),
-        F.struct("rpt_as_of_mo", *SCALARS).alias("own"),
+        F.col("idx"),
+        F.struct(*_TIMELINES).alias("slot"),
+        F.struct("rpt_as_of_mo", *[c for c in SCALARS if c not in _TIMELINES]).alias("own"),
     )
-    accounts = months.groupBy(A).agg(F.array_sort(F.collect_list(entry)).alias("entries"))
-    rows = accounts.select(A, F.inline(_rows_of_account(F.col("entries"))))
-    window, own = F.col("window"), F.col("own")
-    histories = {h: _history(window, v) for h, v in HISTORIES.items()}
+    accounts = months.groupBy(A).agg(F.sort_array(F.collect_list(entry)).alias("entries"))
+    entries = F.col("entries")
+    # timelines once per account, in a projection of their own below the explode (not per row)
+    laid_out = accounts.select(A, entries, entries[0]["idx"].alias("first"), _timeline(entries).alias("_timeline"))
+    per_field = laid_out.select(A, entries, "first", *[F.col("_timeline")[f].alias(f"_t_{f}") for f in _TIMELINES])
+    rows = per_field.select(A, "first", *[f"_t_{f}" for f in _TIMELINES], F.explode(entries).alias("entry"))
+    histories = {h: _window(v) for h, v in HISTORIES.items()}
+    own = {c: F.col(f"entry.slot.{c}" if c in _TIMELINES else f"entry.own.{c}") for c in ("rpt_as_of_mo", *SCALARS)}
     columns: dict[str, Column] = {
         A: F.col(A),
-        "rpt_as_of_mo": own["rpt_as_of_mo"],
-        "base_ts": F.array_max(_history(window, "base_ts")),
-        **{c: own[c] for c in SCALARS},
+        **own,
+        "base_ts": F.array_max(_window("base_ts")),
         **histories,
         GRID: grid(histories["payment_rating_cd_history"]),
     }
@@ -89,6 +83,11 @@ def rebuild_summary(records: DataFrame) -> DataFrame:
 
 
 def latest_of(summary: DataFrame) -> DataFrame:
-    """Per account, its row of the greatest active month, else of the greatest deleted month (SPEC §2.3)."""
-    newest = Window.partitionBy(A).orderBy(is_deleted(F.col("soft_del_cd")).asc(), F.col("rpt_as_of_mo").desc())
-    return summary.withColumn("_rank", F.row_number().over(newest)).where("_rank = 1").select(*SUMMARY_COLUMNS)
+    """Per account, its row of the greatest active month, else of the greatest deleted month (SPEC §2.3).
+
+    The choice is made on the key columns alone and the rows are then picked by key, so the wide
+    rows are neither sorted nor (when the keys are small enough to broadcast) shuffled.
+    """
+    best = F.max(F.struct((~is_deleted(F.col("soft_del_cd"))).alias("active"), F.col("rpt_as_of_mo")))
+    keys = summary.groupBy(A).agg(best["rpt_as_of_mo"].alias("rpt_as_of_mo"))
+    return summary.join(keys, [A, "rpt_as_of_mo"], "left_semi").select(*SUMMARY_COLUMNS)
