@@ -186,7 +186,9 @@ def summary_backfilled(
     updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         written = written_rows(updated)
-        commit = lakehouse.commit(written, changed_latest_rows(updated), (first, last), applied_through, context.run_id)
+        commit = lakehouse.commit(
+            written, changed_latest_rows(updated), (first, last), applied_through, context.run.run_id
+        )
         per_month = written.groupBy("rpt_as_of_mo").count().orderBy("rpt_as_of_mo").collect()
     finally:
         updated.unpersist()
