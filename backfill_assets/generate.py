@@ -20,7 +20,7 @@ from pyspark.sql.types import StructType
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.tables import ACCOUNTS_ALL, AMOUNT_SENTINELS, DELETE_CODES, HISTORY_LENGTH, SUMMARY
 from backfill_assets.transforms.months import MONTH_PATTERN, month_key
-from backfill_assets.transforms.rebuild import latest_of, rebuild_summary
+from backfill_assets.transforms.rebuild import rebuild_latest, rebuild_summary
 
 A = "cons_acct_key"
 PARTITION = "rpt_as_of_mo"
@@ -78,7 +78,7 @@ class _Draws:
     """The named uniform draws of one record: 16-bit slices of a few 64-bit hash columns.
 
     One hash per four draws keeps the generated code small enough for the JIT (a hash per draw
-    made the projection too long to be compiled, and generation ten times slower).
+    made the projection too long to be JIT-compiled, and generation several times slower).
     """
 
     PER_HASH = 4
@@ -315,22 +315,21 @@ def generate(
     first_mo = end_mo - (months - 1)
     accts = _accounts(spark, seed, accounts, first_mo, end_mo)
     history = _history(seed, accts)
-    summary = rebuild_summary(history)
     return GeneratedData(
         history=history,
         late=_late(seed, accts, first_mo, end_mo, late_fraction),
-        summary=summary,
-        latest_summary=latest_of(summary),
+        summary=rebuild_summary(history),
+        latest_summary=rebuild_latest(history),  # = latest_of(summary), without building every row again
     )
 
 
-def _write(df: DataFrame, spark: SparkIceberg, name: str, partitioned: bool, replace: bool) -> None:
+def _write(df: DataFrame, spark_resource: SparkIceberg, name: str, partitioned: bool, replace: bool) -> None:
     """Create or replace (or append to) one Iceberg table.
 
     A partitioned table gets its rows sorted by month within each task and written without
     Iceberg's default hash distribution: the same clustering, without shuffling the wide rows.
     """
-    table = spark.table(name)
+    table = spark_resource.table(name)
     if partitioned:
         df = df.sortWithinPartitions(PARTITION)
     writer = df.writeTo(table)
@@ -338,21 +337,20 @@ def _write(df: DataFrame, spark: SparkIceberg, name: str, partitioned: bool, rep
         writer = writer.partitionedBy(F.col(PARTITION)).option("distribution-mode", "none")
     if replace:
         writer.createOrReplace()
-    elif spark.session.catalog.tableExists(table):
+    elif spark_resource.session.catalog.tableExists(table):
         writer.append()
     else:
         writer.create()
 
 
-def write(generated: GeneratedData, spark: SparkIceberg, replace: bool = True) -> None:
+def write(generated: GeneratedData, spark_resource: SparkIceberg, replace: bool = True) -> None:
     """Write `accounts_all` (history and late batch), `summary` and `latest_summary` as Iceberg tables.
 
     With `replace`, the tables are created or replaced; otherwise rows are appended (tables created
-    if missing). When replacing, `latest_summary` is taken from the `summary` just written (the same
-    rows as `generated.latest_summary`, without computing the summary a second time).
+    if missing).
     """
     accounts_all = conform(generated.history.unionByName(generated.late), ACCOUNTS_ALL)
-    _write(accounts_all, spark, "accounts_all", partitioned=True, replace=replace)
-    _write(conform(generated.summary, SUMMARY), spark, "summary", partitioned=True, replace=replace)
-    latest = latest_of(spark.session.table(spark.table("summary"))) if replace else generated.latest_summary
-    _write(conform(latest, SUMMARY), spark, "latest_summary", partitioned=False, replace=replace)
+    _write(accounts_all, spark_resource, "accounts_all", partitioned=True, replace=replace)
+    _write(conform(generated.summary, SUMMARY), spark_resource, "summary", partitioned=True, replace=replace)
+    latest = conform(generated.latest_summary, SUMMARY)
+    _write(latest, spark_resource, "latest_summary", partitioned=False, replace=replace)

@@ -34,7 +34,7 @@ def _timeline(entries: Column) -> Column:
 
     Each entry is preceded by as many NULLs as months are missing before it, so position
     PAD + (idx - first idx) holds the slot of month idx. The one lambda of the rebuild runs once
-    per account; everything per row is native array code.
+    per account; per row there is only native slicing (and `grid`).
     """
     null_slot = F.lit(None).cast(StructType([SUMMARY[f] for f in _TIMELINES]))
 
@@ -51,13 +51,8 @@ def _window(field: str) -> Column:
     return F.reverse(F.slice(F.col(f"_t_{field}"), start, HISTORY_LENGTH))
 
 
-def rebuild_summary(records: DataFrame) -> DataFrame:
-    """The `summary` table that applying all of `records` in one run yields (SUMMARY_COLUMNS order and types).
-
-    A month has a row iff its winner is active; `base_ts` of a row is the greatest base_ts of the
-    active winners of its months m-35 … m (a delete in a single run never had a row, so never counts).
-    Records are partitioned by account once; winners, grouping and explode need no other shuffle.
-    """
+def _rebuild(records: DataFrame, latest_only: bool) -> DataFrame:
+    """Summary rows of every active month of the records' accounts, or only of each account's latest."""
     months = _active_months(records)
     entry = F.struct(
         F.col("idx"),
@@ -69,7 +64,8 @@ def rebuild_summary(records: DataFrame) -> DataFrame:
     # timelines once per account, in a projection of their own below the explode (not per row)
     laid_out = accounts.select(A, entries, entries[0]["idx"].alias("first"), _timeline(entries).alias("_timeline"))
     per_field = laid_out.select(A, entries, "first", *[F.col("_timeline")[f].alias(f"_t_{f}") for f in _TIMELINES])
-    rows = per_field.select(A, "first", *[f"_t_{f}" for f in _TIMELINES], F.explode(entries).alias("entry"))
+    exploded = F.slice(entries, -1, 1) if latest_only else entries
+    rows = per_field.select(A, "first", *[f"_t_{f}" for f in _TIMELINES], F.explode(exploded).alias("entry"))
     histories = {h: _window(v) for h, v in HISTORIES.items()}
     own = {c: F.col(f"entry.slot.{c}" if c in _TIMELINES else f"entry.own.{c}") for c in ("rpt_as_of_mo", *SCALARS)}
     columns: dict[str, Column] = {
@@ -80,6 +76,24 @@ def rebuild_summary(records: DataFrame) -> DataFrame:
         GRID: grid(histories["payment_rating_cd_history"]),
     }
     return rows.select(*[columns[c].cast(SUMMARY[c].dataType).alias(c) for c in SUMMARY_COLUMNS])
+
+
+def rebuild_summary(records: DataFrame) -> DataFrame:
+    """The `summary` table that applying all of `records` in one run yields (SUMMARY_COLUMNS order and types).
+
+    A month has a row iff its winner is active; `base_ts` of a row is the greatest base_ts of the
+    active winners of its months m-35 … m (a delete in a single run never had a row, so never counts).
+    Records are partitioned by account once; winners, grouping and explode need no other shuffle.
+    """
+    return _rebuild(records, latest_only=False)
+
+
+def rebuild_latest(records: DataFrame) -> DataFrame:
+    """`latest_of(rebuild_summary(records))`, building only the latest row of each account.
+
+    After a one-run rebuild every row is active, so the latest row is the one of the greatest month.
+    """
+    return _rebuild(records, latest_only=True)
 
 
 def latest_of(summary: DataFrame) -> DataFrame:
