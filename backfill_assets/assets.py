@@ -3,6 +3,8 @@
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
 import datetime as dt
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -11,15 +13,19 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from backfill_assets.checks import gate, result, spec
 from backfill_assets.io_manager import partition_filter
-from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
+from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.quality import DataQuality
 from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
 from backfill_assets.transforms.classify import CASES, classify, pending_records, winners
 from backfill_assets.transforms.histories import history_patches
-from backfill_assets.transforms.months import add_months
+from backfill_assets.transforms.months import MONTH_PATTERN, add_months
+from backfill_assets.transforms.reach import forward_latest, summary_rows_needed
 from backfill_assets.transforms.windows import join_windows
+from backfill_assets.validation import check_frame, check_structure, latest_disagreements
 
 REACH = HISTORY_LENGTH - 1
 
@@ -56,18 +62,28 @@ def _table(rows: list[Any], columns: list[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def _partition_months(pending: list[str], last_key: str) -> list[str]:
+    """The pending months that are partitions (a malformed month is the source check's to report)."""
+    return [m for m in pending if re.match(MONTH_PATTERN, m) and FIRST_MONTH <= m <= last_key]
+
+
 def required_range(pending: list[str], last_key: str) -> tuple[str, str] | None:
-    """The partitions a run must cover to apply every pending month and the 35 months each reaches."""
-    if not pending:
-        return None
-    return pending[0], min(add_months(pending[-1], REACH), last_key)
+    """The partitions a run must cover to apply every pending month and the 35 months each reaches.
+
+    Pending months that are no partition (malformed, out of range) still get a run, over the last
+    month, so that its source check stops it with the rows named.
+    """
+    months = _partition_months(pending, last_key)
+    if not months:
+        return (last_key, last_key) if pending else None
+    return months[0], min(add_months(months[-1], REACH), last_key)
 
 
 def _check_selection(pending: list[str], keys: list[str], last_key: str) -> None:
     needed = required_range(pending, last_key)
     if needed is None:
         return
-    outside = [m for m in pending if m not in keys]
+    outside = [m for m in _partition_months(pending, last_key) if m not in keys]
     if outside or keys[-1] < needed[1]:
         raise dg.Failure(
             f"accounts_all has unapplied records in month(s) {', '.join(pending[:6])}"
@@ -76,22 +92,62 @@ def _check_selection(pending: list[str], keys: list[str], last_key: str) -> None
         )
 
 
-@_spark_asset(ddl(CLASSIFIED), deps=[accounts_all])
-def classified_accounts(context: AssetExecutionContext, lakehouse: Lakehouse) -> dg.Output[DataFrame]:
+SOURCE_CHECK = "source_records_valid"
+LATEST_CHECK = "latest_summary_valid"
+OUTPUT_CHECK = "output_valid"
+
+
+def _output_check(asset: str) -> dg.AssetCheckSpec:
+    return spec(OUTPUT_CHECK, asset, f"Columns and types of the output match the {asset} model (pandera).")
+
+
+@_spark_asset(
+    ddl(CLASSIFIED),
+    deps=[accounts_all],
+    check_specs=[
+        spec(
+            SOURCE_CHECK,
+            "classified_accounts",
+            "Every unapplied accounts_all record (any month): keys, YYYY-MM month within the partitions,"
+            " base_ts present and not in the future.",
+        ),
+        spec(
+            LATEST_CHECK,
+            "classified_accounts",
+            "The latest_summary rows of the batch's accounts: one per account, and the summary row rules.",
+        ),
+        spec(OUTPUT_CHECK, "classified_accounts", "One row per account and month, a known case, months valid."),
+    ],
+)
+def classified_accounts(
+    context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
     keys = context.partition_keys
     lakehouse.ensure_tables()
     watermark = lakehouse.watermark()
+    unapplied = lakehouse.read(lakehouse.accounts_table)
+    if watermark is not None:  # NULL base_ts can never be applied: it is unapplied, and refused
+        unapplied = unapplied.where(F.col("base_ts").isNull() | (F.col("base_ts") > F.lit(watermark)))
+    yield from gate(
+        result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
+    )
     pending = lakehouse.pending_months(watermark)
     _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
     records = _fresh(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
-    classified = classify(winners(records), lakehouse.read(lakehouse.latest_table)).persist(
-        StorageLevel.MEMORY_AND_DISK
+    latest = (
+        lakehouse.read(lakehouse.latest_table)
+        .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
+    classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
+    yield from gate(result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")]))
+    latest.unpersist()
     counts = classified.groupBy("rpt_as_of_mo", "case_type").count().orderBy("rpt_as_of_mo", "case_type").collect()
     by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
     context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
-    return dg.Output(
+    yield dg.Output(
         classified,
         metadata={
             "watermark": str(watermark),
@@ -103,53 +159,73 @@ def classified_accounts(context: AssetExecutionContext, lakehouse: Lakehouse) ->
     )
 
 
-@_spark_asset(ddl(CLASSIFIED))
-def case3_backfill(classified_accounts: DataFrame) -> DataFrame:
+@_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("case3_backfill")])
+def case3_backfill(classified_accounts: DataFrame) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Case III: records of known accounts at or before their latest month (late, corrections, deletions)."""
-    return classified_accounts.where(F.col("case_type") == "III")
+    out = classified_accounts.where(F.col("case_type") == "III")
+    yield from _with_structure(out, "case3_backfill", "classified_accounts")
 
 
-@_spark_asset(ddl(CLASSIFIED))
-def new_and_forward_accounts(classified_accounts: DataFrame) -> DataFrame:
+@_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("new_and_forward_accounts")])
+def new_and_forward_accounts(
+    classified_accounts: DataFrame,
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Cases I, II and IV: new accounts, bulk history loads and months after an account's latest."""
-    return classified_accounts.where(F.col("case_type") != "III")
+    out = classified_accounts.where(F.col("case_type") != "III")
+    yield from _with_structure(out, "new_and_forward_accounts", "classified_accounts")
 
 
-@_spark_asset(ddl(JOINED))
+def _with_structure(
+    df: DataFrame, asset: str, model: str, metadata: dict[str, Any] | None = None
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
+    """The output, after its columns and types are checked against its model (no Spark job)."""
+    yield from gate(result(OUTPUT_CHECK, asset, [check_structure(df, model)]))
+    yield dg.Output(df, metadata=metadata)
+
+
+@_spark_asset(ddl(JOINED), check_specs=[_output_check("joined_windows")])
 def joined_windows(
     context: AssetExecutionContext,
     lakehouse: Lakehouse,
     case3_backfill: DataFrame,
     new_and_forward_accounts: DataFrame,
-) -> dg.Output[DataFrame]:
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Each record with the summary rows it reaches: its own, its later rows, and the row it inherits from.
 
-    Reads only key and delete flag of `summary`, for the batch's accounts, 35 months either side.
+    Reads only key and delete flag: of `summary` 35 months either side for accounts with late records,
+    of `latest_summary` for the others (`transforms.reach`).
     """
     first, last = context.partition_key_range.start, context.partition_key_range.end
     watermark = lakehouse.watermark()
     records = _fresh(case3_backfill.unionByName(new_and_forward_accounts), watermark)
-    summary_keys = (
-        lakehouse.read(lakehouse.summary_table)
-        .where(F.col("rpt_as_of_mo").between(add_months(first, -REACH), add_months(last, REACH)))
-        .select("cons_acct_key", "rpt_as_of_mo", "soft_del_cd")
-    )
+    key = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"]
+    summary_keys = summary_rows_needed(
+        lakehouse.read(lakehouse.summary_table).select(*key),
+        records,
+        (add_months(first, -REACH), add_months(last, REACH)),
+        (first, last),
+    ).unionByName(forward_latest(lakehouse.read(lakehouse.latest_table).select(*key), records))
     joined = join_windows(records, summary_keys).persist(StorageLevel.MEMORY_AND_DISK)
     counts = joined.groupBy("case_type").agg(F.count("*").alias("n"), F.sum(F.size("target_mos")).alias("later"))
     by_case = {r["case_type"]: r for r in counts.collect()}
-    return dg.Output(
-        joined,
-        metadata={
-            **{f"case_{c}": by_case[c]["n"] if c in by_case else 0 for c in CASES},
-            "later_rows_reached": sum(int(r["later"] or 0) for r in by_case.values()),
-        },
-    )
+    metadata = {
+        **{f"case_{c}": by_case[c]["n"] if c in by_case else 0 for c in CASES},
+        "later_rows_reached": sum(int(r["later"] or 0) for r in by_case.values()),
+    }
+    yield from _with_structure(joined, "joined_windows", "joined_windows", metadata)
 
 
-@_spark_asset(ddl(PATCHES))
-def updated_histories(joined_windows: DataFrame) -> DataFrame:
+@_spark_asset(ddl(PATCHES), check_specs=[_output_check("updated_histories")])
+def updated_histories(joined_windows: DataFrame) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """What each month's records decide: one patch per summary row reached, at that month's position."""
-    return history_patches(joined_windows)
+    yield from _with_structure(history_patches(joined_windows), "updated_histories", "updated_histories")
+
+
+WINDOW_CHECK = "summary_window_valid"
+AGREES_CHECK = "latest_summary_agrees"
+ROWS_CHECK = "summary_rows_valid"
+LATEST_ROWS_CHECK = "latest_rows_valid"
+_SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid = rendering, rating, no sentinels"
 
 
 @_spark_asset(
@@ -158,43 +234,87 @@ def updated_histories(joined_windows: DataFrame) -> DataFrame:
         "updated_histories": dg.AssetIn(partition_mapping=HISTORY_WINDOW),
         "classified_accounts": dg.AssetIn(),
     },
+    check_specs=[
+        spec(
+            WINDOW_CHECK, "summary_backfilled", f"The summary rows the run reads (patched accounts): {_SUMMARY_RULES}."
+        ),
+        spec(
+            AGREES_CHECK,
+            "summary_backfilled",
+            "Each latest_summary row the run reads equals the newest active summary row of its account.",
+        ),
+        spec(ROWS_CHECK, "summary_backfilled", f"The summary rows about to be committed: {_SUMMARY_RULES}."),
+        spec(
+            LATEST_ROWS_CHECK,
+            "summary_backfilled",
+            "The latest_summary rows about to be committed, each equal to the newest active summary row after the run.",
+        ),
+    ],
 )
 def summary_backfilled(
     context: AssetExecutionContext,
     lakehouse: Lakehouse,
+    quality: DataQuality,
     updated_histories: DataFrame,
     classified_accounts: DataFrame,
-) -> dg.MaterializeResult:
-    """summary and latest_summary with every patch of late months s-35 … s applied, committed atomically."""
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """summary and latest_summary with every patch of late months s-35 … s applied, committed atomically.
+
+    What it reads is checked before it computes, and what it would write before it commits.
+    """
     first, last = context.partition_key_range.start, context.partition_key_range.end
     watermark = lakehouse.watermark()
-    applied_through = _fresh(classified_accounts, watermark).agg(F.max("base_ts")).collect()[0][0]
+    records = _fresh(classified_accounts, watermark)
+    applied_through = records.agg(F.max("base_ts")).collect()[0][0]
     if applied_through is None:
         context.log.info("nothing to apply: no unapplied records in the selected months")
-        return dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
+        yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
+        for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
+            yield result(name, "summary_backfilled", [])
+        return
     patches = _fresh(updated_histories, watermark).where(F.col("target_mo").between(first, last))
     snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
     accounts = patches.select("cons_acct_key").distinct()
-    window_rows = (
-        lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
-        .where(F.col("rpt_as_of_mo").between(add_months(first, -REACH), last))
+    window = (add_months(first, -REACH), last)
+    summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
+    window_rows = summary_rows_needed(summary, records, window, (first, last)).persist(StorageLevel.MEMORY_AND_DISK)
+    latest_old = (
+        lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
         .join(accounts, "cons_acct_key", "left_semi")
-    )
-    latest_old = lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table]).join(
-        accounts, "cons_acct_key", "left_semi"
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
     updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        written = written_rows(updated)
-        commit = lakehouse.commit(
-            written, changed_latest_rows(updated), (first, last), applied_through, context.run.run_id
+        read_checks = [
+            result(WINDOW_CHECK, "summary_backfilled", [check_frame(window_rows, "summary")]),
+            result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
+        ]
+        yield from gate(*read_checks)
+        written, latest_new = written_rows(updated), changed_latest_rows(updated)
+        after = window_rows.join(
+            written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
         )
+        latest_after = latest_old.join(latest_new.select("cons_acct_key"), "cons_acct_key", "left_anti")
+        write_checks = [
+            result(ROWS_CHECK, "summary_backfilled", [check_frame(written, "summary")]),
+            result(
+                LATEST_ROWS_CHECK,
+                "summary_backfilled",
+                [
+                    check_frame(latest_new, "latest_summary"),
+                    latest_disagreements(latest_after.unionByName(latest_new), after.unionByName(written), window),
+                ],
+            ),
+        ]
+        yield from gate(*write_checks)
+        commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
         per_month = written.groupBy("rpt_as_of_mo").count().orderBy("rpt_as_of_mo").collect()
     finally:
-        updated.unpersist()
+        for df in (updated, window_rows, latest_old):
+            df.unpersist()
     rows = sum(r["count"] for r in per_month)
     context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {len(per_month)} months")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "applied_through": str(applied_through),
             "summary_rows_written": rows,

@@ -23,6 +23,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
+from backfill_assets.generate import DELIVERY_DAYS
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
@@ -73,9 +74,10 @@ def _positive(value: str) -> int:
     return number
 
 
-def previous_month(today: dt.date | None = None) -> str:
-    """The last complete calendar month (UTC), the default end month of `generate`."""
-    day = today or dt.datetime.now(dt.UTC).date()
+def delivered_month(today: dt.date | None = None) -> str:
+    """The default end month of `generate`: the last month whose generated deliveries (history and
+    late batch, up to DELIVERY_DAYS after it ends) all lie in the past, so no base_ts is in the future."""
+    day = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=DELIVERY_DAYS)
     return add_months(f"{day.year:04d}-{day.month:02d}", -1)
 
 
@@ -99,7 +101,7 @@ def parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
     gen.add_argument("--months", type=_positive, default=36, help="months of history (default 36)")
-    gen.add_argument("--end-month", type=_month, default=None, help="last month YYYY-MM (default: previous month)")
+    gen.add_argument("--end-month", type=_month, help="last month YYYY-MM (default: last fully delivered)")
     gen.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     return p
 
@@ -224,7 +226,7 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
     """Replace accounts_all, summary and latest_summary with a synthetic data set."""
     from backfill_assets.generate import generate, write
 
-    end = end_month or previous_month()
+    end = end_month or delivered_month()
     try:
         data = generate(ctx.spark.session, accounts=accounts, months=months, end_month=end, seed=seed)
     except ValueError as e:

@@ -14,12 +14,15 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 from backfill_assets import assets  # noqa: E402
 from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
 from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
+from backfill_assets.resources.quality import DataQuality  # noqa: E402
 from backfill_assets.resources.spark import SparkIceberg  # noqa: E402
 
 BACKFILL_JOB = "backfill_job"
 
 
-def build_defs(spark: SparkIceberg, lakehouse: Lakehouse | None = None) -> dg.Definitions:
+def build_defs(
+    spark: SparkIceberg, lakehouse: Lakehouse | None = None, quality: DataQuality | None = None
+) -> dg.Definitions:
     """The whole code location for one Spark/Iceberg configuration (tests build their own)."""
     return dg.Definitions(
         assets=[
@@ -41,6 +44,7 @@ def build_defs(spark: SparkIceberg, lakehouse: Lakehouse | None = None) -> dg.De
         resources={
             "spark": spark,
             "lakehouse": lakehouse or Lakehouse(spark=spark),
+            "quality": quality or DataQuality(),
             "spark_io": IcebergPartitionIOManager(spark=spark),
         },
         executor=dg.in_process_executor,

@@ -28,6 +28,8 @@ DAY = 86_400
 GAP_RATE = 0.10
 HISTORY_DELAY_DAYS = 20  # history records of a month arrive within this many days after it ends
 LATE_SLOTS = 3  # a late account gets 1 to 3 late months
+# every generated base_ts lies within this many days after the end month: history delay, late slots, second versions
+DELIVERY_DAYS = HISTORY_DELAY_DAYS + LATE_SLOTS + 2
 NEGATIVE_DPD_CLASSES = ("1", "01", "S", "2", "B", "03", "L", "05", "X", None)
 STATUS_CODES = ("11", "11", "11", "11", "11", "13", "13", "71", "78", "80", "82", "97", "DA")
 AMOUNTS = ("acct_credit_ext_am", "acct_bal_am", "past_due_am", "actual_pymt_am")

@@ -19,9 +19,13 @@ def partition_filter(keys: Sequence[str]) -> F.Column:
 
 
 def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
-    """The table's current snapshot (id and summary counters), read from Iceberg metadata only."""
+    """The table's current snapshot (id and summary counters), read from Iceberg metadata only.
+
+    Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
+    """
     rows = spark.session.sql(
-        f"SELECT snapshot_id, summary FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1"
+        f"SELECT s.snapshot_id, s.summary FROM {table}.refs r JOIN {table}.snapshots s ON s.snapshot_id = r.snapshot_id"
+        " WHERE r.name = 'main'"
     ).collect()
     return {"snapshot_id": rows[0]["snapshot_id"], **rows[0]["summary"]} if rows else None
 

@@ -23,6 +23,7 @@ class RunReport:
     success: bool = True
     error: str = ""
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    checks: dict[str, dg.AssetCheckEvaluation] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         if self.partitions is None:
@@ -41,6 +42,9 @@ class RunReport:
             f"summary rows written: {summary.get('summary_rows_written', 0)} in {summary.get('months_touched', 0)}"
             f" months; latest_summary snapshot {summary.get('latest_snapshot_id', '-')}"
         )
+        warned = [f"{name}: {e.description}" for name, e in self.checks.items() if not e.passed]
+        out.append(f"checks: {len(self.checks) - len(warned)} passed, {len(warned)} warned")
+        out += [f"  WARN {w}" for w in warned]
         return out
 
 
@@ -66,6 +70,8 @@ def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport
         failures = [e for e in result.all_events if e.is_step_failure]
         step_error = failures[0].step_failure_data.error if failures else None
         report.error = step_error.message.strip().splitlines()[0] if step_error else "see the run's logs"
+    for evaluation in result.get_asset_check_evaluations():
+        report.checks[f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"] = evaluation
     for event in result.get_asset_materialization_events():
         mat = event.materialization
         report.metadata.setdefault(mat.asset_key.to_user_string(), {}).update(

@@ -8,9 +8,12 @@ that a refusal costs one scan and names a row the user can look up.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
 
-from pyspark.sql import Column, DataFrame
+from pandera.config import ValidationDepth, config_context
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -20,13 +23,14 @@ from pyspark.sql.types import (
     LongType,
     ShortType,
     StringType,
+    StructField,
     StructType,
     TimestampNTZType,
     TimestampType,
 )
 
-from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCHEMAS
-from backfill_assets.transforms.months import MONTH_PATTERN
+from backfill_assets.schemas import MODELS, UNIQUE, Bounds, Rule, Severity, row_rules
+from backfill_assets.tables import SCHEMAS, SUMMARY_COLUMNS
 from backfill_assets.transforms.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
@@ -42,13 +46,10 @@ _WIDENINGS: dict[type[DataType], tuple[type[DataType], ...]] = {
     TimestampType: (TimestampType, TimestampNTZType),
 }
 
-# the rows that must be unique, per table
-_UNIQUE: dict[str, tuple[str, ...]] = {"summary": (A, M), "latest_summary": (A,)}
-
 
 @dataclass(frozen=True)
 class Problem:
-    """One violated rule: where, what, how many rows, and the smallest offending key."""
+    """One violated rule: where, what, how many rows (in all and per month), and the smallest offending keys."""
 
     table: str
     column: str
@@ -56,6 +57,9 @@ class Problem:
     rows: int | None = None
     example: tuple[int | None, str | None] | None = None
     unit: str = "row"
+    severity: Severity = "ERROR"
+    by_month: tuple[tuple[str, int], ...] = ()
+    examples: tuple[tuple[int | None, str | None], ...] = ()
 
     @property
     def message(self) -> str:
@@ -112,73 +116,162 @@ def conform(df: DataFrame, spec: StructType) -> DataFrame:
     return df.select(*[df[f.name].cast(f.dataType).alias(f.name) for f in spec.fields])
 
 
-def _rules(table: str) -> list[tuple[str, str, Column]]:
-    """(column, rule, condition that is true for a violating row) of the row-level rules of `table`."""
-    month = F.col(M)
-    rules = [
-        (A, "must not be NULL", F.col(A).isNull()),
-        (M, "must not be NULL", month.isNull()),
-        (M, "must be a month 'YYYY-MM' with month 01-12", month.isNotNull() & ~month.rlike(MONTH_PATTERN)),
-    ]
-    if table == "accounts_all":
-        rules.append(("base_ts", "must not be NULL", F.col("base_ts").isNull()))
-        return rules
-    # history arrays and the grid: 36 positions; NULL only on a deleted row, whose content is unspecified
-    active = ~is_deleted(F.col("soft_del_cd"))
-    for column in (*HISTORIES, GRID):
-        value = F.col(column)
-        length = F.length(value) if column == GRID else F.size(value)
-        unit = "characters" if column == GRID else "elements"
-        bad = F.when(value.isNull(), active).otherwise(length != HISTORY_LENGTH)
-        rules.append((column, f"must hold {HISTORY_LENGTH} {unit} (NULL only on a deleted row)", bad))
-    return rules
+PanderaDepth = Literal["SCHEMA_ONLY", "DATA_ONLY", "SCHEMA_AND_DATA"]
+EXAMPLES = 3
 
 
-def _data_problems(frame: DataFrame, table: str) -> list[Problem]:
-    """All row-level rules and the uniqueness rule, counted in one aggregation (one Spark job)."""
-    rules = _rules(table)
+@dataclass(frozen=True)
+class Report:
+    """The outcome of checking one frame: rows read, problems found, and pandera's own error report."""
+
+    table: str
+    rows_read: int
+    problems: list[Problem]
+    pandera_errors: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "ERROR"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors
+
+
+def _key(row: Row | None) -> tuple[int | None, str | None] | None:
+    return None if row is None else (row["a"], row["m"])
+
+
+def _order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:
+    """Spark's ascending order of keys (NULL first), for picking the smallest examples."""
+    return (key[0] is not None, key[0] or 0, key[1] is not None, key[1] or "")
+
+
+def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[int, list[Problem]]:
+    """Every rule counted per month, with the smallest and greatest offending key of each month, in ONE job.
+
+    A table with a unique key is grouped by it first, to count duplicated keys in the same job (the
+    shuffle carries only keys and counters, never the wide rows).
+    """
     key = F.struct(F.col(A).alias("a"), F.col(M).alias("m"))
-    flags = [F.coalesce(cond, F.lit(False)) for _, _, cond in rules]
-    unique = _UNIQUE.get(table)
+    flags = [F.coalesce(r.violated, F.lit(False)) for r in rules]
+    unique = UNIQUE.get(table)
     if unique is None:
-        aggs = [F.count(F.when(f, True)) for f in flags] + [F.min(F.when(f, key)) for f in flags]
-        row = frame.agg(*[a.alias(f"_{i}") for i, a in enumerate(aggs)]).first()
-        duplicates, duplicate_example = 0, None
+        per_row = frame.select(
+            F.col(M).alias("_m"),
+            F.lit(1).alias("_n"),
+            key.alias("_k"),
+            *[F.when(f, 1).otherwise(0).alias(f"_c{i}") for i, f in enumerate(flags)],
+            *[F.when(f, key).alias(f"_e{i}") for i, f in enumerate(flags)],
+        )
+        dup = F.lit(False)
     else:
-        # per key first (counts and smallest key per rule), then over all keys: still one job
-        per_key = frame.groupBy(*unique).agg(
+        per_row = frame.groupBy(*unique).agg(
+            F.min(M).alias("_m"),
             F.count(F.lit(1)).alias("_n"),
             F.min(key).alias("_k"),
             *[F.count(F.when(f, True)).alias(f"_c{i}") for i, f in enumerate(flags)],
             *[F.min(F.when(f, key)).alias(f"_e{i}") for i, f in enumerate(flags)],
         )
-        totals = (
-            [F.sum(f"_c{i}") for i in range(len(flags))]
-            + [F.min(f"_e{i}") for i in range(len(flags))]
-            + [F.count(F.when(F.col("_n") > 1, True)), F.min(F.when(F.col("_n") > 1, F.col("_k")))]
-        )
-        row = per_key.agg(*[a.alias(f"_{i}") for i, a in enumerate(totals)]).first()
-        assert row is not None
-        duplicates, duplicate_example = int(row[2 * len(flags)] or 0), row[2 * len(flags) + 1]
+        dup = F.col("_n") > 1
+    aggs = [F.sum("_n").alias("rows"), F.count(F.when(dup, True)).alias("dup")]
+    aggs += [F.min(F.when(dup, F.col("_k"))).alias("dup_lo"), F.max(F.when(dup, F.col("_k"))).alias("dup_hi")]
+    for i in range(len(rules)):
+        aggs += [F.sum(f"_c{i}").alias(f"c{i}"), F.min(f"_e{i}").alias(f"lo{i}"), F.max(f"_e{i}").alias(f"hi{i}")]
+    months = sorted(per_row.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
+    found = [(r.column, r.rule, r.severity, f"c{i}", f"lo{i}", f"hi{i}", "row") for i, r in enumerate(rules)]
+    if unique is not None:
+        found.append((", ".join(unique), "key must be unique", "ERROR", "dup", "dup_lo", "dup_hi", "duplicated key"))
+    problems = []
+    for column, rule, severity, count, lo, hi, unit in found:
+        by_month = tuple((m["_m"] or "NULL", int(m[count] or 0)) for m in months if m[count])
+        if not by_month:
+            continue
+        keys = sorted({k for m in months for k in (_key(m[lo]), _key(m[hi])) if k is not None}, key=_order)
+        examples = tuple(keys[:EXAMPLES])
+        total = sum(n for _, n in by_month)
+        problems.append(Problem(table, column, rule, total, examples[0], unit, severity, by_month, examples))
+    return sum(int(m["rows"] or 0) for m in months), problems
+
+
+def _pandera(frame: DataFrame, table: str, depth: PanderaDepth) -> dict[str, Any]:
+    """pandera's error report of `frame` against the table's model (JSON-safe; empty when clean)."""
+    if depth == "SCHEMA_ONLY":
+        # structure only: an empty frame of the schema, fields marked non-NULL so that pandera skips
+        # its NULL probes (Spark jobs); NULLs are counted by the row rules
+        schema = StructType([StructField(f.name, f.dataType, False) for f in frame.schema.fields])
+        frame = frame.sparkSession.createDataFrame([], schema)
+    with config_context(validation_depth=ValidationDepth(depth)):
+        validated: Any = MODELS[table].validate(frame)  # type: ignore[arg-type]
+        errors = validated.pandera.errors
+    return cast(dict[str, Any], json.loads(json.dumps(errors, default=str)))
+
+
+def _pandera_problems(table: str, errors: dict[str, Any]) -> list[Problem]:
+    return [
+        Problem(table, str(e.get("column")), f"{e.get('check')}: {e.get('error')}")
+        for by_reason in errors.values()
+        for items in by_reason.values()
+        for e in items
+    ]
+
+
+def check_frame(
+    frame: DataFrame, table: str, bounds: Bounds | None = None, depth: PanderaDepth = "SCHEMA_ONLY"
+) -> Report:
+    """Check `frame` as content of `table` (a `schemas.MODELS` name): pandera's model, then the row rules.
+
+    A structural error (a column missing or of another type) stops there: the row rules need the columns.
+    """
+    errors = _pandera(frame, table, depth)
+    if "SCHEMA" in errors:
+        return Report(table, 0, _pandera_problems(table, errors), errors)
+    rows, problems = _count(frame, table, row_rules(table, bounds))
+    return Report(table, rows, problems + _pandera_problems(table, errors), errors)
+
+
+def check_structure(frame: DataFrame, table: str) -> Report:
+    """Columns and types of `frame` against the model of `table`, from the schema alone (no Spark job)."""
+    errors = _pandera(frame, table, "SCHEMA_ONLY")
+    return Report(table, 0, _pandera_problems(table, errors), errors)
+
+
+def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tuple[str, str]) -> Report:
+    """latest_summary rows that are not the newest active `summary_rows` row of their account (one job).
+
+    Only accounts with an active row within `months` and a latest row not after them are judged:
+    the rest lie outside what the caller read. The example names the columns that differ.
+    """
+    columns = [F.col(c) for c in SUMMARY_COLUMNS]
+    newest = (
+        summary_rows.where(~is_deleted(F.col("soft_del_cd")) & F.col(M).between(*months))
+        .groupBy(A)
+        .agg(F.max_by(F.struct(*columns), F.col(M)).alias("_s"))
+    )
+    judged = (
+        latest.select(A, F.struct(*columns).alias("_l")).join(newest, A).where(F.col("_l.rpt_as_of_mo") <= months[1])
+    )
+    differs = ~F.col("_l").eqNullSafe(F.col("_s"))
+    row = judged.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.count(F.when(differs, True)).alias("bad"),
+        F.min(F.when(differs, F.struct(A, "_l", "_s"))).alias("ex"),
+    ).first()
     assert row is not None
-    out = []
-    for i, (column, rule, _) in enumerate(rules):
-        count = int(row[i] or 0)
-        if count:
-            example = row[len(flags) + i]
-            out.append(Problem(table, column, rule, count, (example["a"], example["m"])))
-    if duplicates and unique is not None:
-        ex = (duplicate_example["a"], duplicate_example["m"]) if duplicate_example else None
-        unit = "duplicated key"
-        out.append(Problem(table, ", ".join(unique), "key must be unique", duplicates, ex, unit))
-    return out
+    problems = []
+    if row["bad"]:
+        got, want = row["ex"]["_l"].asDict(), row["ex"]["_s"].asDict()
+        column = ", ".join(c for c in SUMMARY_COLUMNS if got[c] != want[c])
+        rule = f"must equal the newest active summary row of its account (month {want[M]})"
+        problems.append(Problem("latest_summary", column, rule, int(row["bad"]), (got[A], got[M]), "account"))
+    return Report("latest_summary", int(row["n"]), problems)
 
 
-def check_table(df: DataFrame, table: str) -> Checked:
+def check_table(df: DataFrame, table: str, bounds: Bounds | None = None) -> Checked:
     """Every problem of `df` as content of `table` (accounts_all, summary or latest_summary).
 
-    Data rules run only when the schema fits (they need the SPEC types), so a schema problem costs no
-    Spark job.
+    Types are checked first from the schema alone, with the lossless widenings import accepts, so a
+    schema problem costs no Spark job; the conformed frame then goes through `check_frame`.
     """
     if table not in SCHEMAS:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(SCHEMAS)}")
@@ -187,12 +280,13 @@ def check_table(df: DataFrame, table: str) -> Checked:
     if schema:
         return Checked(None, schema)
     frame = conform(df, spec)
-    return Checked(frame, _data_problems(frame, table))
+    return Checked(frame, check_frame(frame, table, bounds).problems)
 
 
 def validate_table(df: DataFrame, table: str) -> DataFrame:
-    """`df` as `table` content (SPEC columns, order and types), or ValidationError naming every problem."""
+    """`df` as `table` content (SPEC columns, order and types), or ValidationError naming every ERROR problem."""
     checked = check_table(df, table)
-    if checked.problems or checked.frame is None:
-        raise ValidationError(checked.problems)
+    errors = [p for p in checked.problems if p.severity == "ERROR"]
+    if errors or checked.frame is None:
+        raise ValidationError(errors)
     return checked.frame

@@ -347,6 +347,7 @@ def test_generate_writes_the_three_tables(run_cli: Cli) -> None:
     assert run_cli("import", "summary", out, "--replace").code == 0
 
 
-def test_previous_month() -> None:
-    assert cli.previous_month(dt.date(2024, 1, 15)) == "2023-12"
-    assert cli.previous_month(dt.date(2024, 12, 1)) == "2024-11"
+def test_default_end_month_has_every_delivery_in_the_past() -> None:
+    assert cli.delivered_month(dt.date(2024, 1, 31)) == "2023-12"
+    assert cli.delivered_month(dt.date(2024, 1, 15)) == "2023-11"
+    assert cli.delivered_month(dt.date(2024, 12, 1)) == "2024-10"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from backfill_assets.generate import GeneratedData, generate, write
+from backfill_assets.generate import DELIVERY_DAYS, GeneratedData, generate, write
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY
 from backfill_assets.transforms.rebuild import latest_of
@@ -86,6 +87,8 @@ def test_schemas_are_the_table_contracts(generated: Collected) -> None:
 def test_late_records_come_after_every_history_record(generated: Collected) -> None:
     assert generated.late
     assert min(r["base_ts"] for r in generated.late) > max(r["base_ts"] for r in generated.history)
+    # ... and all of them within DELIVERY_DAYS after the end month (the CLI's default end month relies on it)
+    assert max(r["base_ts"] for r in generated.late) < dt.datetime(2024, 7, 1) + dt.timedelta(days=DELIVERY_DAYS)
 
 
 def test_history_is_realistic(generated: Collected) -> None:

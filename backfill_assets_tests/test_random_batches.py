@@ -12,6 +12,7 @@ from backfill_assets.definitions import BACKFILL_JOB
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets_tests.lake import MONTHS, Lake, random_batch
 
+FORWARD = ["2026-01", "2026-02", "2026-04"]
 SEEDS = [int(s) for s in os.environ.get("BACKFILL_SEEDS", "1,2,3").split(",")]
 
 
@@ -27,6 +28,10 @@ def test_random_batches_match_reference(spark: SparkSession, spark_resource: Spa
         lake.deliver(random_batch(rng, range(1, 16), MONTHS, 25))
         lake.run()
         lake.assert_matches_model()
+    # then mostly forward months: Case II (chained), new accounts, deletes after the latest
+    lake.deliver(random_batch(rng, range(1, 18), FORWARD, 20))
+    lake.run()
+    lake.assert_matches_model()
     before = {t: lake.snapshot(t) for t in ("summary", "latest_summary", "backfill_state")}
     assert lake.run().partitions is None
     assert {t: lake.snapshot(t) for t in before} == before

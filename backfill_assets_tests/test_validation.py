@@ -46,6 +46,7 @@ def summary_row(account: int | None = 1, month: str | None = "2024-01", **values
         rpt_as_of_mo=month,
         base_ts=T,
         balance_am=7,
+        days_past_due=0,
         payment_rating_cd="0",
         **{h: strings if SUMMARY[h].dataType == ArrayType(StringType()) else ints for h in HISTORIES},
     )

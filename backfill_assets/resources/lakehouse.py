@@ -98,8 +98,9 @@ class Lakehouse(dg.ConfigurableResource):
         if not self.spark.session.catalog.tableExists(table):
             raise dg.Failure(f"{table} does not exist: import account records first (backfill-assets import)")
         files = self.spark.session.table(f"{table}.files")
-        if watermark is not None:
-            files = files.where(F.col("readable_metrics.base_ts.upper_bound") > F.lit(watermark))
+        if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be refused
+            metrics = F.col("readable_metrics.base_ts")
+            files = files.where((metrics["upper_bound"] > F.lit(watermark)) | (metrics["null_value_count"] > 0))
         rows = files.select(F.col("partition.rpt_as_of_mo").alias("m")).distinct().orderBy("m").collect()
         return [r["m"] for r in rows]
 

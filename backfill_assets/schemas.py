@@ -1,0 +1,176 @@
+"""The data contracts: a pandera (pyspark) model per table and asset output, and the row rules.
+
+The models check structure (columns and Spark types, nullability, month format, unique keys) in
+pandera's own terms; the row rules are the contract pandera cannot count: each is a condition that
+is true on a violating row, with its severity, so that one Spark aggregation can count every rule
+per month and keep example keys (see `validation.py`). Both are shared by the asset checks, the
+CLI import and the tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import pandera.pyspark as pa
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
+
+from backfill_assets.tables import (
+    ACCOUNTS_ALL,
+    AMOUNT_SENTINELS,
+    CLASSIFIED,
+    GRID,
+    HISTORIES,
+    HISTORY_LENGTH,
+    JOINED,
+    KEY,
+    PATCHES,
+    SENTINEL_AMOUNTS,
+    SUMMARY,
+)
+from backfill_assets.transforms.classify import CASES
+from backfill_assets.transforms.months import MONTH_PATTERN
+from backfill_assets.transforms.values import grid, is_deleted, payment_rating
+
+A, M = KEY
+MONTH_COLUMNS = ("rpt_as_of_mo", "latest_mo", "own_row", "base_mo", "target_mo")
+
+Severity = Literal["ERROR", "WARN"]
+
+
+def _model(name: str, schema: StructType, unique: tuple[str, ...] | None = None) -> type[pa.DataFrameModel]:
+    """A pandera model of `schema`: its columns, types and nullability, months as YYYY-MM, unique keys."""
+    annotations = {f.name: f.dataType for f in schema.fields}
+    fields = {
+        f.name: pa.Field(nullable=f.nullable, str_matches=MONTH_PATTERN if f.name in MONTH_COLUMNS else None)
+        for f in schema.fields
+    }
+    config = type("Config", (), {"name": name, "unique": list(unique) if unique else None})
+    namespace = {"__annotations__": annotations, "__module__": __name__, "Config": config, **fields}
+    return type(name, (pa.DataFrameModel,), namespace)
+
+
+AccountsAll = _model("accounts_all", ACCOUNTS_ALL)
+Summary = _model("summary", SUMMARY, KEY)
+LatestSummary = _model("latest_summary", SUMMARY, (A,))
+ClassifiedAccounts = _model("classified_accounts", CLASSIFIED, KEY)
+JoinedWindows = _model("joined_windows", JOINED, KEY)
+UpdatedHistories = _model("updated_histories", PATCHES)
+
+MODELS: dict[str, type[pa.DataFrameModel]] = {
+    "accounts_all": AccountsAll,
+    "summary": Summary,
+    "latest_summary": LatestSummary,
+    "classified_accounts": ClassifiedAccounts,
+    "joined_windows": JoinedWindows,
+    "updated_histories": UpdatedHistories,
+}
+UNIQUE: dict[str, tuple[str, ...]] = {"summary": KEY, "latest_summary": (A,), "classified_accounts": KEY}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row rule of a table: `violated` is true on a row that breaks it."""
+
+    column: str
+    rule: str
+    violated: Column
+    severity: Severity = "ERROR"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What the row rules need to know beyond the row: the clock tolerance and the partitions."""
+
+    latest_allowed_base_ts: dt.datetime | None = None
+    first_month: str | None = None
+    last_month: str | None = None
+
+
+def _key_rules() -> list[Rule]:
+    month = F.col(M)
+    return [
+        Rule(A, "must not be NULL", F.col(A).isNull()),
+        Rule(M, "must not be NULL", month.isNull()),
+        Rule(M, "must be a month 'YYYY-MM' with month 01-12", month.isNotNull() & ~month.rlike(MONTH_PATTERN)),
+    ]
+
+
+def _month_bounds(bounds: Bounds) -> list[Rule]:
+    if bounds.first_month is None or bounds.last_month is None:
+        return []
+    month = F.col(M)
+    outside = month.rlike(MONTH_PATTERN) & ~month.between(bounds.first_month, bounds.last_month)
+    return [Rule(M, f"must be within the partitions {bounds.first_month}...{bounds.last_month}", outside)]
+
+
+def _source_rules(bounds: Bounds) -> list[Rule]:
+    rules = [*_key_rules(), *_month_bounds(bounds), Rule("base_ts", "must not be NULL", F.col("base_ts").isNull())]
+    if bounds.latest_allowed_base_ts is not None:
+        future = F.col("base_ts") > F.lit(bounds.latest_allowed_base_ts)
+        rules.append(Rule("base_ts", f"must not be after {bounds.latest_allowed_base_ts:%Y-%m-%d %H:%M} UTC", future))
+    undetermined = (F.col("days_past_due_ct_4in") < 0) & payment_rating(
+        F.col("days_past_due_ct_4in"), F.col("asset_class_cd_4in")
+    ).isNull()
+    rules.append(
+        Rule("asset_class_cd_4in", "should give a payment rating when days past due < 0", undetermined, "WARN")
+    )
+    return rules
+
+
+def _has_sentinel(column: str) -> Column:
+    if column in SENTINEL_AMOUNTS:
+        return F.col(column).isin(*AMOUNT_SENTINELS)
+    return F.exists(F.col(column), lambda x: x.isin(*AMOUNT_SENTINELS))
+
+
+def _summary_rules() -> list[Rule]:
+    """Rules of a summary row. Content is only specified on active rows (a deleted row keeps whatever it had)."""
+    active = ~is_deleted(F.col("soft_del_cd"))
+    rules = _key_rules()
+    for column in (*HISTORIES, GRID):
+        value = F.col(column)
+        length = F.length(value) if column == GRID else F.size(value)
+        unit = "characters" if column == GRID else "elements"
+        bad = F.when(value.isNull(), active).otherwise(length != HISTORY_LENGTH)
+        rules.append(Rule(column, f"must hold {HISTORY_LENGTH} {unit} (NULL only on a deleted row)", bad))
+    rendered = grid(F.col("payment_rating_cd_history"))
+    differs = active & (F.length(GRID) == HISTORY_LENGTH) & (F.col(GRID) != rendered)  # wrong lengths: above
+    rules.append(Rule(GRID, "must equal the rendering of payment_rating_cd_history", differs))
+    rating = payment_rating(F.col("days_past_due"), F.col("asset_class_cd"))
+    rules.append(
+        Rule(
+            "payment_rating_cd",
+            "must agree with days_past_due / asset_class_cd",
+            active & ~(F.col("payment_rating_cd").eqNullSafe(rating)),
+        )
+    )
+    amounts = [*SENTINEL_AMOUNTS, *(h for h, v in HISTORIES.items() if v in SENTINEL_AMOUNTS)]
+    for column in amounts:
+        rules.append(
+            Rule(column, "must not hold a sentinel amount", active & F.coalesce(_has_sentinel(column), F.lit(False)))
+        )
+    return rules
+
+
+def _intermediate_rules(table: str) -> list[Rule]:
+    rules = _key_rules()
+    if table == "classified_accounts":
+        rules.append(Rule("case_type", f"must be one of {', '.join(CASES)}", ~F.col("case_type").isin(*CASES)))
+        rules.append(Rule("base_ts", "must not be NULL", F.col("base_ts").isNull()))
+    return rules
+
+
+def row_rules(table: str, bounds: Bounds | None = None) -> list[Rule]:
+    """The row rules of a table or asset output (`MODELS` names)."""
+    bounds = bounds or Bounds()
+    if table not in MODELS:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(MODELS)}")
+    if table == "accounts_all":
+        return _source_rules(bounds)
+    if table in ("summary", "latest_summary"):
+        return _summary_rules()
+    return _intermediate_rules(table)

@@ -1,0 +1,195 @@
+"""Data-quality asset checks: each class of bad input stops the run with a message naming table,
+column, rule and an example key, and leaves summary and latest_summary on their snapshots; good data
+passes every check."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from backfill_assets.resources.quality import DataQuality
+from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.runner import RunReport
+from backfill_assets_tests.lake import Lake, record
+
+MONTHS = [f"2024-{m:02d}" for m in range(1, 7)]
+TABLES = ("summary", "latest_summary", "accounts_all")
+
+
+@pytest.fixture(scope="module")
+def lake(spark: SparkSession, spark_resource: SparkIceberg) -> Iterator[Lake]:
+    """Three accounts with six months of history, applied; then one late record of account 1 waits."""
+    lake = Lake(spark, spark_resource)
+    lake.deliver(record(a, m, days_past_due_ct_4in=30 * a) for a in (1, 2, 3) for m in MONTHS)
+    lake.first_report = lake.run()  # type: ignore[attr-defined]
+    lake.deliver([record(1, "2024-03", acct_bal_am=999)])
+    yield lake
+
+
+@pytest.fixture()
+def restored(lake: Lake) -> Iterator[Lake]:
+    """Whatever a test does to the three tables is rolled back afterwards (Iceberg snapshots)."""
+    before = {t: lake.snapshot(t) for t in TABLES}
+    yield lake
+    lake.lakehouse.rollback(before)
+
+
+def _fails(lake: Lake, *expected: str) -> RunReport:
+    """Run; it must fail naming every `expected` text, and leave summary and latest_summary as they were."""
+    before = {t: lake.snapshot(t) for t in ("summary", "latest_summary")}
+    report = lake.try_run()
+    assert not report.success, report.lines()
+    for text in expected:
+        assert text in report.error, report.error
+    assert {t: lake.snapshot(t) for t in before} == before
+    return report
+
+
+def test_good_data_passes_every_check(lake: Lake) -> None:
+    report: RunReport = lake.first_report  # type: ignore[attr-defined]
+    assert len(report.checks) == 11  # 3 on classified_accounts, 1 per intermediate asset, 4 on summary_backfilled
+    for name, evaluation in report.checks.items():
+        assert evaluation.passed, (name, evaluation.description)
+        assert evaluation.metadata["errors"].value == 0 and "problems" not in evaluation.metadata, name
+    rows_read = {name.split(":")[1]: e.metadata["rows_read"].value for name, e in report.checks.items()}
+    assert rows_read["source_records_valid"] == 18  # every record, nothing else
+    written = report.metadata["summary_backfilled"]["summary_rows_written"]
+    assert rows_read["summary_rows_valid"] == written == 18  # what was committed was checked first
+
+
+def test_pandera_data_checks_agree_on_good_data(spark: SparkSession, spark_resource: SparkIceberg) -> None:
+    lake = Lake(spark, spark_resource, DataQuality(pandera_depth="SCHEMA_AND_DATA"))
+    lake.deliver(record(a, m) for a in (1, 2) for m in MONTHS[:3])
+    lake.run()
+    lake.deliver([record(1, "2024-02", acct_bal_am=5), record(2, "2024-04", soft_del_cd="4")])
+    report = lake.run()
+    assert all(e.passed and "pandera_errors" not in e.metadata for e in report.checks.values())
+    lake.assert_matches_model()
+
+
+# (account, month, values) of the bad record, made at test time (base_ts later than the history)
+SOURCE_CASES: dict[str, tuple[tuple[int, str, dict[str, Any]], list[str]]] = {
+    "null key": (
+        (1, "2024-05", {"cons_acct_key": None}),
+        ["accounts_all: column cons_acct_key: must not be NULL", "e.g. cons_acct_key=NULL, rpt_as_of_mo='2024-05'"],
+    ),
+    "month 13": (
+        (2, "2024-13", {}),
+        ["accounts_all: column rpt_as_of_mo: must be a month 'YYYY-MM' with month 01-12", "cons_acct_key=2"],
+    ),
+    "month without dash": (
+        (3, "202401", {}),
+        ["accounts_all: column rpt_as_of_mo: must be a month", "cons_acct_key=3, rpt_as_of_mo='202401'"],
+    ),
+    "month before the partitions": (
+        (3, "2014-12", {}),
+        ["accounts_all: column rpt_as_of_mo: must be within the partitions 2015-01", "rpt_as_of_mo='2014-12'"],
+    ),
+    "null base_ts": (
+        (2, "2024-02", {"base_ts": None}),
+        ["accounts_all: column base_ts: must not be NULL", "cons_acct_key=2, rpt_as_of_mo='2024-02'"],
+    ),
+    "future base_ts": (
+        (3, "2024-04", {"base_ts": "future"}),
+        ["accounts_all: column base_ts: must not be after", "cons_acct_key=3, rpt_as_of_mo='2024-04'"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SOURCE_CASES)
+def test_bad_source_records_stop_the_run(restored: Lake, case: str) -> None:
+    (account, month, values), expected = SOURCE_CASES[case]
+    bad = record(account, month)
+    bad.update(values)
+    if values.get("base_ts") == "future":
+        bad["base_ts"] = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=2)
+    restored.deliver([bad], to_model=False)
+    report = _fails(restored, "source_records_valid", *expected)
+    check = report.checks.get("classified_accounts:source_records_valid")
+    assert check is not None and not check.passed
+    assert check.metadata["failing_rows"].value == 1
+    assert "failing_rows_by_month" in check.metadata and "problems" in check.metadata
+
+
+def _sql(lake: Lake, statement: str) -> None:
+    lake.spark.sql(statement.format(summary=lake.table("summary"), latest=lake.table("latest_summary")))
+
+
+WHERE = "WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2024-04'"
+W, AGREES, LATEST = (
+    "summary_backfilled:summary_window_valid",
+    "summary_backfilled:latest_summary_agrees",
+    "classified_accounts:latest_summary_valid",
+)
+# corruption, the check that must fail, what its message must say
+SUMMARY_CASES: dict[str, tuple[str, str, list[str]]] = {
+    "duplicate summary key": (
+        f"INSERT INTO {{summary}} SELECT * FROM {{summary}} {WHERE}",
+        W,
+        ["summary: column cons_acct_key, rpt_as_of_mo: key must be unique", "cons_acct_key=1, rpt_as_of_mo='2024-04'"],
+    ),
+    "short history array": (
+        f"UPDATE {{summary}} SET balance_am_history = slice(balance_am_history, 1, 35) {WHERE}",
+        W,
+        ["summary: column balance_am_history: must hold 36 elements", "cons_acct_key=1, rpt_as_of_mo='2024-04'"],
+    ),
+    "grid not the rendering": (
+        f"UPDATE {{summary}} SET payment_history_grid = concat('6', substring(payment_history_grid, 2)) {WHERE}",
+        W,
+        ["summary: column payment_history_grid: must equal the rendering of payment_rating_cd_history"],
+    ),
+    "rating disagrees": (
+        f"UPDATE {{summary}} SET payment_rating_cd = '6' {WHERE}",
+        W,
+        ["summary: column payment_rating_cd: must agree with days_past_due", "rpt_as_of_mo='2024-04'"],
+    ),
+    "sentinel left in summary": (
+        f"UPDATE {{summary}} SET balance_am = -2147483647 {WHERE}",
+        W,
+        ["summary: column balance_am: must not hold a sentinel amount", "cons_acct_key=1, rpt_as_of_mo='2024-04'"],
+    ),
+    "latest disagrees": (
+        "UPDATE {latest} SET balance_am = 12345 WHERE cons_acct_key = 1",
+        AGREES,
+        [
+            "latest_summary: column balance_am: must equal the newest active summary row of its account",
+            "cons_acct_key=1, rpt_as_of_mo='2024-06'",
+        ],
+    ),
+    "duplicate latest row": (
+        "INSERT INTO {latest} SELECT * FROM {latest} WHERE cons_acct_key = 1",
+        LATEST,
+        ["latest_summary: column cons_acct_key: key must be unique", "cons_acct_key=1"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SUMMARY_CASES)
+def test_bad_summary_window_stops_the_run(restored: Lake, case: str) -> None:
+    statement, check, expected = SUMMARY_CASES[case]
+    _sql(restored, statement)
+    report = _fails(restored, check.split(":")[1], *expected)
+    assert [name for name, e in report.checks.items() if not e.passed] == [check]
+    assert all(not name.endswith("rows_valid") for name in report.checks)  # stopped before computing writes
+
+
+def test_after_the_refusals_the_next_run_finishes_the_job(lake: Lake) -> None:
+    """Every refused run left the tables and the watermark alone: the waiting record is applied now."""
+    report = lake.run()
+    assert report.metadata["summary_backfilled"]["summary_rows_written"] == 4  # 2024-03 … 2024-06 of account 1
+    lake.assert_matches_model()
+
+
+def test_doubtful_records_warn_and_do_not_stop_the_run(spark: SparkSession, spark_resource: SparkIceberg) -> None:
+    lake = Lake(spark, spark_resource)
+    lake.deliver([record(1, "2024-01"), record(1, "2024-02", days_past_due_ct_4in=-1, asset_class_cd_4in="X")])
+    report = lake.run()
+    check = report.checks["classified_accounts:source_records_valid"]
+    assert not check.passed and check.severity.value == "WARN"
+    assert "asset_class_cd_4in: should give a payment rating" in (check.description or "")
+    assert any("WARN" in line for line in report.lines())
+    lake.assert_matches_model()
