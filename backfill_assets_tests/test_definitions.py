@@ -27,6 +27,28 @@ def test_graph_assets_are_monthly_single_run() -> None:
     }
 
 
+def test_every_graph_asset_has_blocking_checks() -> None:
+    """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run."""
+    graph = defs.resolve_asset_graph()
+    checks: dict[str, set[str]] = {}
+    for key in graph.asset_check_keys:
+        checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
+        assert graph.get_check_spec(key).blocking, key
+    assert checks == {
+        "classified_accounts": {"source_records_valid", "latest_summary_valid", "output_valid"},
+        "case3_backfill": {"output_valid"},
+        "new_and_forward_accounts": {"output_valid"},
+        "joined_windows": {"output_valid"},
+        "updated_histories": {"output_valid"},
+        "summary_backfilled": {
+            "summary_window_valid",
+            "latest_summary_agrees",
+            "summary_rows_valid",
+            "latest_rows_valid",
+        },
+    }
+
+
 @pytest.mark.parametrize(
     ("catalog_type", "uri", "expected"),
     [
