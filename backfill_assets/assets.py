@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
-import datetime as dt
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -17,10 +16,11 @@ from backfill_assets.checks import gate, result, spec
 from backfill_assets.io_manager import partition_filter
 from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
-from backfill_assets.transforms.classify import CASES, classify, pending_records, winners
+from backfill_assets.transforms.classify import CASES, classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
 from backfill_assets.transforms.reach import forward_latest, summary_rows_needed
@@ -49,11 +49,6 @@ def _spark_asset(schema: str | None, **kwargs: Any) -> Any:
         metadata={"spark_schema": schema} if schema else None,
         **kwargs,
     )
-
-
-def _fresh(df: DataFrame, watermark: dt.datetime | None) -> DataFrame:
-    """Only what the committed watermark has not yet applied (stale stored outputs drop out)."""
-    return pending_records(df, watermark)
 
 
 def _table(rows: list[Any], columns: list[str]) -> dg.MetadataValue:
@@ -120,21 +115,19 @@ def _output_check(asset: str) -> dg.AssetCheckSpec:
     ],
 )
 def classified_accounts(
-    context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality
+    context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality, options: BackfillOptions
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
     keys = context.partition_keys
     lakehouse.ensure_tables()
-    watermark = lakehouse.watermark()
-    unapplied = lakehouse.read(lakehouse.accounts_table)
-    if watermark is not None:  # NULL base_ts can never be applied: it is unapplied, and refused
-        unapplied = unapplied.where(F.col("base_ts").isNull() | (F.col("base_ts") > F.lit(watermark)))
+    watermark = options.watermark(lakehouse)
+    unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
     yield from gate(
         result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
     )
-    pending = lakehouse.pending_months(watermark)
+    pending = options.pending_months(lakehouse, watermark)
     _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
-    records = _fresh(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
+    records = options.unapplied(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
     latest = (
         lakehouse.read(lakehouse.latest_table)
         .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
@@ -187,6 +180,7 @@ def _with_structure(
 def joined_windows(
     context: AssetExecutionContext,
     lakehouse: Lakehouse,
+    options: BackfillOptions,
     case3_backfill: DataFrame,
     new_and_forward_accounts: DataFrame,
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
@@ -196,8 +190,7 @@ def joined_windows(
     of `latest_summary` for the others (`transforms.reach`).
     """
     first, last = context.partition_key_range.start, context.partition_key_range.end
-    watermark = lakehouse.watermark()
-    records = _fresh(case3_backfill.unionByName(new_and_forward_accounts), watermark)
+    records = options.unapplied(case3_backfill.unionByName(new_and_forward_accounts), options.watermark(lakehouse))
     key = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"]
     summary_keys = summary_rows_needed(
         lakehouse.read(lakehouse.summary_table).select(*key),
@@ -255,6 +248,7 @@ def summary_backfilled(
     context: AssetExecutionContext,
     lakehouse: Lakehouse,
     quality: DataQuality,
+    options: BackfillOptions,
     updated_histories: DataFrame,
     classified_accounts: DataFrame,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
@@ -263,8 +257,8 @@ def summary_backfilled(
     What it reads is checked before it computes, and what it would write before it commits.
     """
     first, last = context.partition_key_range.start, context.partition_key_range.end
-    watermark = lakehouse.watermark()
-    records = _fresh(classified_accounts, watermark)
+    watermark = options.watermark(lakehouse)
+    records = options.unapplied(classified_accounts, watermark)
     applied_through = records.agg(F.max("base_ts")).collect()[0][0]
     if applied_through is None:
         context.log.info("nothing to apply: no unapplied records in the selected months")
@@ -272,7 +266,7 @@ def summary_backfilled(
         for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
             yield result(name, "summary_backfilled", [])
         return
-    patches = _fresh(updated_histories, watermark).where(F.col("target_mo").between(first, last))
+    patches = options.unapplied(updated_histories, watermark).where(F.col("target_mo").between(first, last))
     snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
     accounts = patches.select("cons_acct_key").distinct()
     window = (add_months(first, -REACH), last)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import dagster as dg
+import pydantic
 from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
@@ -26,6 +27,7 @@ from backfill_assets import definitions
 from backfill_assets.generate import DELIVERY_DAYS
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.tables import SCHEMAS, ddl
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
@@ -96,7 +98,17 @@ def parser() -> argparse.ArgumentParser:
     exp.add_argument("table", metavar="TABLE", help=f"one of {', '.join(TABLES)}")
     exp.add_argument("parquet", metavar="PARQUET", help="parquet folder to write")
 
-    sub.add_parser("run", help="Apply every unapplied record of accounts_all and print what was done.")
+    run = sub.add_parser("run", help="Apply every unapplied record of accounts_all and print what was done.")
+    run.add_argument(
+        "--watermark",
+        metavar="TIMESTAMP",
+        help="apply the records with base_ts later than this ISO-8601 timestamp (UTC) instead of the stored watermark",
+    )
+    run.add_argument(
+        "--refresh",
+        metavar="FROM[:TO]",
+        help="full refresh: also re-apply every record of these months (YYYY-MM), applied before or not",
+    )
 
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
@@ -206,14 +218,24 @@ def cmd_export(ctx: _Context, table: str, parquet: str) -> None:
     print(f"{name}: exported {session.read.parquet(parquet).count()} rows to {parquet}")
 
 
-def cmd_run(ctx: _Context) -> None:
+def run_options(watermark: str | None, refresh: str | None) -> BackfillOptions:
+    """The run's options from the flags; a wrong value is refused naming the flag's field."""
+    first, _, last = (refresh or "").partition(":")
+    try:
+        return BackfillOptions(watermark_override=watermark, refresh_from=first or None, refresh_to=last or None)
+    except pydantic.ValidationError as e:
+        reasons = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'refresh'}: {err['msg']}" for err in e.errors())
+        raise CliError(f"run: {reasons}", EXIT_REFUSED) from e
+
+
+def cmd_run(ctx: _Context, options: BackfillOptions) -> None:
     """Apply what is pending; a failed Dagster run is reported in one line (its details are in the run's logs)."""
     from backfill_assets.runner import run_pending
 
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
     with instance:
         try:
-            report = run_pending(ctx.defs, instance)
+            report = run_pending(ctx.defs, instance, options)
         except Exception as e:
             raise CliError(f"run failed: {type(e).__name__}: {_first_line(e)}") from e
     if not report.success:
@@ -243,13 +265,15 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = parser().parse_args(argv)
+        options = run_options(args.watermark, args.refresh) if args.command == "run" else None  # before Spark starts
         ctx = _Context(spark, args.namespace)
         if args.command == "import":
             cmd_import(ctx, args.table, args.parquet, args.replace)
         elif args.command == "export":
             cmd_export(ctx, args.table, args.parquet)
         elif args.command == "run":
-            cmd_run(ctx)
+            assert options is not None
+            cmd_run(ctx, options)
         elif args.command == "generate":
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
     except SystemExit as e:  # --help

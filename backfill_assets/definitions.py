@@ -13,15 +13,19 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from backfill_assets import assets  # noqa: E402
 from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
+from backfill_assets.jobs import backfill_job  # noqa: E402
 from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
+from backfill_assets.resources.options import BackfillOptions  # noqa: E402
 from backfill_assets.resources.quality import DataQuality  # noqa: E402
 from backfill_assets.resources.spark import SparkIceberg  # noqa: E402
-
-BACKFILL_JOB = "backfill_job"
+from backfill_assets.sensors import accounts_loaded  # noqa: E402
 
 
 def build_defs(
-    spark: SparkIceberg, lakehouse: Lakehouse | None = None, quality: DataQuality | None = None
+    spark: SparkIceberg,
+    lakehouse: Lakehouse | None = None,
+    quality: DataQuality | None = None,
+    options: BackfillOptions | None = None,
 ) -> dg.Definitions:
     """The whole code location for one Spark/Iceberg configuration (tests build their own)."""
     return dg.Definitions(
@@ -34,17 +38,13 @@ def build_defs(
             assets.updated_histories,
             assets.summary_backfilled,
         ],
-        jobs=[
-            dg.define_asset_job(
-                BACKFILL_JOB,
-                selection=dg.AssetSelection.groups("backfill"),
-                description="Apply every unapplied record of accounts_all to summary and latest_summary.",
-            )
-        ],
+        jobs=[backfill_job],
+        sensors=[accounts_loaded],
         resources={
             "spark": spark,
             "lakehouse": lakehouse or Lakehouse(spark=spark),
             "quality": quality or DataQuality(),
+            "options": options or BackfillOptions(),
             "spark_io": IcebergPartitionIOManager(spark=spark),
         },
         executor=dg.in_process_executor,

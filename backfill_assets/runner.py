@@ -8,9 +8,10 @@ from typing import Any
 import dagster as dg
 
 from backfill_assets.assets import required_range
-from backfill_assets.definitions import BACKFILL_JOB
+from backfill_assets.jobs import BACKFILL_JOB, range_tags
 from backfill_assets.partitions import MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.transforms.classify import CASES
 
 
@@ -48,22 +49,31 @@ class RunReport:
         return out
 
 
-def run_pending(defs: dg.Definitions, instance: dg.DagsterInstance) -> RunReport:
-    """Materialise the backfill job over the partitions that the unapplied records reach."""
-    lakehouse = (defs.resources or {})["lakehouse"]
-    assert isinstance(lakehouse, Lakehouse)
+def run_pending(
+    defs: dg.Definitions, instance: dg.DagsterInstance, options: BackfillOptions | None = None
+) -> RunReport:
+    """Materialise the backfill job over the partitions that this run's records reach.
+
+    `options` replaces the configured `BackfillOptions` for this run (watermark override, full refresh).
+    """
+    resources = defs.resources or {}
+    lakehouse, options = resources["lakehouse"], options or resources["options"]
+    assert isinstance(lakehouse, Lakehouse) and isinstance(options, BackfillOptions)
     lakehouse.ensure_tables()
     last = MONTHLY.get_last_partition_key()
     assert last is not None
-    needed = required_range(lakehouse.pending_months(lakehouse.watermark()), last)
+    needed = required_range(options.pending_months(lakehouse, options.watermark(lakehouse)), last)
     if needed is None:
         return RunReport(None)
     job = defs.resolve_job_def(BACKFILL_JOB)
     result = job.execute_in_process(
         instance=instance,
-        tags={"dagster/asset_partition_range_start": needed[0], "dagster/asset_partition_range_end": needed[1]},
+        tags=range_tags(*needed),
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={
+            "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            "resources": {"options": {"config": options.model_dump(exclude_defaults=True)}},
+        },
     )
     report = RunReport(needed, result.run_id, result.success)
     if not result.success:

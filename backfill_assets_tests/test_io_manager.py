@@ -9,6 +9,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from backfill_assets.io_manager import IcebergPartitionIOManager
+from backfill_assets.jobs import range_tags
 from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.spark import SparkIceberg
 
@@ -52,7 +53,7 @@ def materialize(resource: SparkIceberg, value: int, first: str, last: str, selec
         make_assets(value),
         selection=select,
         resources={"spark": resource, "spark_io": IcebergPartitionIOManager(spark=resource)},
-        tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
+        tags=range_tags(first, last),
     )
 
 

@@ -8,7 +8,7 @@ import random
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.definitions import BACKFILL_JOB
+from backfill_assets.jobs import BACKFILL_JOB, range_tags
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets_tests.lake import MONTHS, Lake, random_batch
 
@@ -41,7 +41,7 @@ def test_random_batches_match_reference(spark: SparkSession, spark_resource: Spa
     if seed == SEEDS[0]:  # re-materialising processed partitions, as from the UI, changes nothing
         result = lake.defs.resolve_job_def(BACKFILL_JOB).execute_in_process(
             instance=lake.instance,
-            tags={"dagster/asset_partition_range_start": "2024-01", "dagster/asset_partition_range_end": "2025-06"},
+            tags=range_tags("2024-01", "2025-06"),
         )
         assert result.success
         assert {t: lake.snapshot(t) for t in before} == before

@@ -20,6 +20,16 @@ STATE_DDL = (
 
 
 @dataclass(frozen=True)
+class PendingLoad:
+    """Data files of one month that hold unapplied records (their records may include applied ones)."""
+
+    month: str
+    files: int
+    records: int
+    max_base_ts: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class Commit:
     """What a successful commit left behind."""
 
@@ -89,7 +99,11 @@ class Lakehouse(dg.ConfigurableResource):
             self.spark.session.sql(f"DELETE FROM {state} WHERE true")
 
     def pending_months(self, watermark: dt.datetime | None) -> list[str]:
-        """Months of accounts_all holding records newer than the watermark (from file metadata only).
+        """Months of accounts_all holding records newer than the watermark (from file metadata only)."""
+        return [load.month for load in self.pending_loads(watermark)]
+
+    def pending_loads(self, watermark: dt.datetime | None) -> list[PendingLoad]:
+        """Per month, the data files of accounts_all with records newer than the watermark (metadata only).
 
         The watermark goes in as a literal, not as SQL text: Spark reads a Python datetime in the
         process's time zone, the same one `watermark()` returned it in.
@@ -98,11 +112,16 @@ class Lakehouse(dg.ConfigurableResource):
         if not self.spark.session.catalog.tableExists(table):
             raise dg.Failure(f"{table} does not exist: import account records first (backfill-assets import)")
         files = self.spark.session.table(f"{table}.files")
+        metrics = F.col("readable_metrics.base_ts")
         if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be refused
-            metrics = F.col("readable_metrics.base_ts")
             files = files.where((metrics["upper_bound"] > F.lit(watermark)) | (metrics["null_value_count"] > 0))
-        rows = files.select(F.col("partition.rpt_as_of_mo").alias("m")).distinct().orderBy("m").collect()
-        return [r["m"] for r in rows]
+        rows = (
+            files.groupBy(F.col("partition.rpt_as_of_mo").alias("m"))
+            .agg(F.count("*").alias("files"), F.sum("record_count").alias("records"), F.max(metrics["upper_bound"]))
+            .orderBy("m")
+            .collect()
+        )
+        return [PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows]
 
     def commit(
         self, rows: DataFrame, latest: DataFrame, months: tuple[str, str], applied_through: dt.datetime, run_id: str

@@ -93,7 +93,7 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
     new_row = F.struct(
         F.col(A).alias(A),
         F.col("mo").alias("rpt_as_of_mo"),
-        F.col("new_base_ts").alias("base_ts"),
+        F.greatest("new_base_ts", "old.base_ts").alias("base_ts"),  # the old row's: a re-applied record is older
         *[scalar(c).alias(c) for c in SCALARS],
         *[c.alias(h) for h, c in histories.items()],
         grid(histories["payment_rating_cd_history"]).alias(GRID),

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from backfill_assets.transforms.values import to_summary_values
 
 CASES = ("I", "II", "III", "IV")
-
-
-def pending_records(accounts: DataFrame, watermark: dt.datetime | None) -> DataFrame:
-    """Records delivered after the watermark: the ones no successful run has applied yet."""
-    return accounts if watermark is None else accounts.where(F.col("base_ts") > F.lit(watermark))
 
 
 def winners(records: DataFrame) -> DataFrame:
