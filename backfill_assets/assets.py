@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,16 @@ def _table(rows: list[Any], columns: list[str]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def _by_month(counts: dict[str, dict[str, int]], columns: list[str]) -> dg.MetadataValue:
+    """One row per month, one column per count (zeros shown): how a batch spreads over the months."""
+    rows = [{"rpt_as_of_mo": m, **{c: counts[m].get(c, 0) for c in columns}} for m in sorted(counts)]
+    return _table(rows, ["rpt_as_of_mo", *columns])
+
+
+def _seconds(started: float) -> dg.MetadataValue:
+    return dg.MetadataValue.float(round(time.monotonic() - started, 2))
 
 
 def _partition_months(pending: list[str], last_key: str) -> list[str]:
@@ -118,7 +129,7 @@ def classified_accounts(
     context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality, options: BackfillOptions
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
-    keys = context.partition_keys
+    started, keys = time.monotonic(), context.partition_keys
     lakehouse.ensure_tables()
     watermark = options.watermark(lakehouse)
     unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
@@ -137,8 +148,11 @@ def classified_accounts(
     classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
     yield from gate(result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")]))
     latest.unpersist()
-    counts = classified.groupBy("rpt_as_of_mo", "case_type").count().orderBy("rpt_as_of_mo", "case_type").collect()
+    counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
     by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
+    by_month: dict[str, dict[str, int]] = {}
+    for r in counts:
+        by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
     context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
     yield dg.Output(
         classified,
@@ -146,8 +160,9 @@ def classified_accounts(
             "watermark": str(watermark),
             "records": sum(by_case.values()),
             **{f"case_{c}": n for c, n in by_case.items()},
-            "months_with_records": len({r["rpt_as_of_mo"] for r in counts}),
-            "cases_by_month": _table(counts, ["rpt_as_of_mo", "case_type", "count"]),
+            "months_with_records": len(by_month),
+            "cases_by_month": _by_month(by_month, list(CASES)),
+            "duration_s": _seconds(started),
         },
     )
 
@@ -256,6 +271,7 @@ def summary_backfilled(
 
     What it reads is checked before it computes, and what it would write before it commits.
     """
+    started = time.monotonic()
     first, last = context.partition_key_range.start, context.partition_key_range.end
     watermark = options.watermark(lakehouse)
     records = options.unapplied(classified_accounts, watermark)
@@ -284,6 +300,7 @@ def summary_backfilled(
             result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
         ]
         yield from gate(*read_checks)
+        context.log.info("read checks passed; computing the rows to commit")
         written, latest_new = written_rows(updated), changed_latest_rows(updated)
         after = window_rows.join(
             written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
@@ -301,20 +318,28 @@ def summary_backfilled(
             ),
         ]
         yield from gate(*write_checks)
+        context.log.info("write checks passed; committing summary, then latest_summary")
         commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
-        per_month = written.groupBy("rpt_as_of_mo").count().orderBy("rpt_as_of_mo").collect()
+        per_month: dict[str, dict[str, int]] = {}
+        for name, df in (("rows_read", window_rows), ("rows_written", written)):
+            for r in df.groupBy("rpt_as_of_mo").count().collect():
+                per_month.setdefault(r["rpt_as_of_mo"], {})[name] = r["count"]
     finally:
         for df in (updated, window_rows, latest_old):
             df.unpersist()
-    rows = sum(r["count"] for r in per_month)
-    context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {len(per_month)} months")
+    rows = sum(m.get("rows_written", 0) for m in per_month.values())
+    touched = sum(1 for m in per_month.values() if m.get("rows_written"))
+    context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
     yield dg.MaterializeResult(
         metadata={
             "applied_through": str(applied_through),
+            "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
             "summary_rows_written": rows,
-            "months_touched": len(per_month),
+            "latest_rows_written": commit.latest_rows_written,
+            "months_touched": touched,
             "summary_snapshot_id": str(commit.summary_snapshot),
             "latest_snapshot_id": str(commit.latest_snapshot),
-            "rows_by_month": _table(per_month, ["rpt_as_of_mo", "count"]),
+            "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
+            "duration_s": _seconds(started),
         }
     )

@@ -94,3 +94,10 @@ def test_spark_resource_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("BACKFILL_SPARK_CONFIG", '{"catalog_typo": "glue"}')
     with pytest.raises(Exception, match="catalog_typo"):
         spark_from_env()
+
+
+def test_the_load_sensor_targets_the_backfill_job_and_starts_stopped() -> None:
+    sensor = defs.resolve_sensor_def("accounts_loaded")
+    assert sensor.job_name == "backfill_job"
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert {"lakehouse"} <= sensor.required_resource_keys

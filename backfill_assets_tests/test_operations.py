@@ -102,6 +102,7 @@ def test_a_range_backfill_equals_the_run_and_rematerialising_changes_nothing(
     assert wide.success
     lake.model.run()
     lake.assert_matches_model()
+    assert_the_run_says_what_it_did(lake, wide)
 
     # Re-materialising processed partitions (one, or a range) commits nothing.
     before = tables_snapshots(lake)
@@ -112,6 +113,26 @@ def test_a_range_backfill_equals_the_run_and_rematerialising_changes_nothing(
         summary = again.asset_materializations_for_node("summary_backfilled")[0]
         assert summary.metadata["summary_rows_written"].value == 0
     lake.assert_matches_model()
+
+
+def assert_the_run_says_what_it_did(lake: Lake, run: dg.ExecuteInProcessResult) -> None:
+    """Case counts by month, rows read and written per month, the snapshot committed, durations, progress."""
+    classified = run.asset_materializations_for_node("classified_accounts")[0].metadata
+    assert classified["case_III"].value == 2 and classified["duration_s"].value > 0
+    assert str(classified["cases_by_month"].value).splitlines()[0] == "| rpt_as_of_mo | I | II | III | IV |"
+    assert "| 2023-04 | 0 | 0 | 1 | 0 |" in str(classified["cases_by_month"].value)
+    summary = run.asset_materializations_for_node("summary_backfilled")[0].metadata
+    assert summary["summary_snapshot_id"].value == str(lake.snapshot("summary"))
+    assert summary["latest_snapshot_id"].value == str(lake.snapshot("latest_summary"))
+    # account 1: 2023-04 … 2024-12 (21 rows); account 2: its deleted 2024-02 row and 2024-03 … 2024-12 (11)
+    assert summary["summary_rows_written"].value == 21 + 11 and summary["months_touched"].value == 21
+    by_month = str(summary["rows_by_month"].value)
+    assert by_month.splitlines()[0] == "| rpt_as_of_mo | rows_read | rows_written |"
+    assert "| 2024-02 | 2 | 2 |" in by_month and summary["summary_rows_read"].value >= 32
+    assert summary["duration_s"].value > 0
+    messages = [e.message for e in lake.instance.all_logs(run.run_id) if e.message]
+    assert any("write checks passed; committing" in m for m in messages)
+    assert any(m.startswith("committed summary snapshot") for m in messages)
 
 
 def corrupt(lake: Lake, account: int, month: str) -> None:

@@ -12,6 +12,18 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 bash scripts/setup.sh || exit 1
 
+# The UI test drives Debian's Chromium (through Playwright, without Playwright's own browsers).
+if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing chromium (apt-get) for the browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
+      { echo "test: apt-get install chromium failed" >&2; exit 1; }
+  else
+    echo "test: the browser test needs Chromium: install it (apt-get install chromium) or set CHROMIUM=/path/to/chromium" >&2
+    exit 1
+  fi
+fi
+
 failed=()
 step() {
   local name=$1
