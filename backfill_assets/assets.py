@@ -5,6 +5,7 @@
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -14,6 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.checks import gate, result, spec
+from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import partition_filter
 from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
@@ -98,6 +100,18 @@ def _check_selection(pending: list[str], keys: list[str], last_key: str) -> None
         )
 
 
+@contextmanager
+def _run_lock(context: AssetExecutionContext, lakehouse: Lakehouse) -> Iterator[None]:
+    """Hold the run lock (`Lakehouse.begin_run`); a failure ends the run FAILED, its tables restored."""
+    run_id = context.run.run_id
+    lakehouse.begin_run(run_id)
+    try:
+        yield
+    except Exception as error:
+        lakehouse.end_run(run_id, ok=False, error=(str(error).strip() or type(error).__name__).splitlines()[0])
+        raise
+
+
 SOURCE_CHECK = "source_records_valid"
 LATEST_CHECK = "latest_summary_valid"
 OUTPUT_CHECK = "output_valid"
@@ -129,42 +143,43 @@ def classified_accounts(
     context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality, options: BackfillOptions
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
-    started, keys = time.monotonic(), context.partition_keys
-    lakehouse.ensure_tables()
-    watermark = options.watermark(lakehouse)
-    unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
-    yield from gate(
-        result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
-    )
-    pending = options.pending_months(lakehouse, watermark)
-    _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
-    records = options.unapplied(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
-    latest = (
-        lakehouse.read(lakehouse.latest_table)
-        .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
-    classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
-    yield from gate(result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")]))
-    latest.unpersist()
-    counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
-    by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
-    by_month: dict[str, dict[str, int]] = {}
-    for r in counts:
-        by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
-    context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
-    yield dg.Output(
-        classified,
-        metadata={
-            "watermark": str(watermark),
-            "records": sum(by_case.values()),
-            **{f"case_{c}": n for c, n in by_case.items()},
-            "months_with_records": len(by_month),
-            "cases_by_month": _by_month(by_month, list(CASES)),
-            "duration_s": _seconds(started),
-        },
-    )
+    with _run_lock(context, lakehouse):
+        started, keys = time.monotonic(), context.partition_keys
+        fault_point("reading")
+        watermark = options.watermark(lakehouse)
+        unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
+        yield from gate(
+            result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
+        )
+        pending = options.pending_months(lakehouse, watermark)
+        _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
+        records = options.unapplied(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
+        latest = (
+            lakehouse.read(lakehouse.latest_table)
+            .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
+        classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
+        yield from gate(result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")]))
+        latest.unpersist()
+        counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
+        by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
+        by_month: dict[str, dict[str, int]] = {}
+        for r in counts:
+            by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
+        context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
+        yield dg.Output(
+            classified,
+            metadata={
+                "watermark": str(watermark),
+                "records": sum(by_case.values()),
+                **{f"case_{c}": n for c, n in by_case.items()},
+                "months_with_records": len(by_month),
+                "cases_by_month": _by_month(by_month, list(CASES)),
+                "duration_s": _seconds(started),
+            },
+        )
 
 
 @_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("case3_backfill")])
@@ -271,75 +286,78 @@ def summary_backfilled(
 
     What it reads is checked before it computes, and what it would write before it commits.
     """
-    started = time.monotonic()
-    first, last = context.partition_key_range.start, context.partition_key_range.end
-    watermark = options.watermark(lakehouse)
-    records = options.unapplied(classified_accounts, watermark)
-    applied_through = records.agg(F.max("base_ts")).collect()[0][0]
-    if applied_through is None:
-        context.log.info("nothing to apply: no unapplied records in the selected months")
-        yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
-        for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
-            yield result(name, "summary_backfilled", [])
-        return
-    patches = options.unapplied(updated_histories, watermark).where(F.col("target_mo").between(first, last))
-    snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
-    accounts = patches.select("cons_acct_key").distinct()
-    window = (add_months(first, -REACH), last)
-    summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
-    window_rows = summary_rows_needed(summary, records, window, (first, last)).persist(StorageLevel.MEMORY_AND_DISK)
-    latest_old = (
-        lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
-        .join(accounts, "cons_acct_key", "left_semi")
-        .persist(StorageLevel.MEMORY_AND_DISK)
-    )
-    updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        read_checks = [
-            result(WINDOW_CHECK, "summary_backfilled", [check_frame(window_rows, "summary")]),
-            result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
-        ]
-        yield from gate(*read_checks)
-        context.log.info("read checks passed; computing the rows to commit")
-        written, latest_new = written_rows(updated), changed_latest_rows(updated)
-        after = window_rows.join(
-            written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
+    with _run_lock(context, lakehouse):
+        started = time.monotonic()
+        first, last = context.partition_key_range.start, context.partition_key_range.end
+        watermark = options.watermark(lakehouse)
+        records = options.unapplied(classified_accounts, watermark)
+        applied_through = records.agg(F.max("base_ts")).collect()[0][0]
+        if applied_through is None:
+            context.log.info("nothing to apply: no unapplied records in the selected months")
+            yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
+            for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
+                yield result(name, "summary_backfilled", [])
+            lakehouse.end_run(context.run.run_id, ok=True)
+            return
+        patches = options.unapplied(updated_histories, watermark).where(F.col("target_mo").between(first, last))
+        snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
+        accounts = patches.select("cons_acct_key").distinct()
+        window = (add_months(first, -REACH), last)
+        summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
+        window_rows = summary_rows_needed(summary, records, window, (first, last)).persist(StorageLevel.MEMORY_AND_DISK)
+        latest_old = (
+            lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
+            .join(accounts, "cons_acct_key", "left_semi")
+            .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        latest_after = latest_old.join(latest_new.select("cons_acct_key"), "cons_acct_key", "left_anti")
-        write_checks = [
-            result(ROWS_CHECK, "summary_backfilled", [check_frame(written, "summary")]),
-            result(
-                LATEST_ROWS_CHECK,
-                "summary_backfilled",
-                [
-                    check_frame(latest_new, "latest_summary"),
-                    latest_disagreements(latest_after.unionByName(latest_new), after.unionByName(written), window),
-                ],
-            ),
-        ]
-        yield from gate(*write_checks)
-        context.log.info("write checks passed; committing summary, then latest_summary")
-        commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
-        per_month: dict[str, dict[str, int]] = {}
-        for name, df in (("rows_read", window_rows), ("rows_written", written)):
-            for r in df.groupBy("rpt_as_of_mo").count().collect():
-                per_month.setdefault(r["rpt_as_of_mo"], {})[name] = r["count"]
-    finally:
-        for df in (updated, window_rows, latest_old):
-            df.unpersist()
-    rows = sum(m.get("rows_written", 0) for m in per_month.values())
-    touched = sum(1 for m in per_month.values() if m.get("rows_written"))
-    context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
-    yield dg.MaterializeResult(
-        metadata={
-            "applied_through": str(applied_through),
-            "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
-            "summary_rows_written": rows,
-            "latest_rows_written": commit.latest_rows_written,
-            "months_touched": touched,
-            "summary_snapshot_id": str(commit.summary_snapshot),
-            "latest_snapshot_id": str(commit.latest_snapshot),
-            "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
-            "duration_s": _seconds(started),
-        }
-    )
+        updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            read_checks = [
+                result(WINDOW_CHECK, "summary_backfilled", [check_frame(window_rows, "summary")]),
+                result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
+            ]
+            yield from gate(*read_checks)
+            context.log.info("read checks passed; computing the rows to commit")
+            written, latest_new = written_rows(updated), changed_latest_rows(updated)
+            after = window_rows.join(
+                written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
+            )
+            latest_after = latest_old.join(latest_new.select("cons_acct_key"), "cons_acct_key", "left_anti")
+            write_checks = [
+                result(ROWS_CHECK, "summary_backfilled", [check_frame(written, "summary")]),
+                result(
+                    LATEST_ROWS_CHECK,
+                    "summary_backfilled",
+                    [
+                        check_frame(latest_new, "latest_summary"),
+                        latest_disagreements(latest_after.unionByName(latest_new), after.unionByName(written), window),
+                    ],
+                ),
+            ]
+            yield from gate(*write_checks)
+            context.log.info("write checks passed; committing summary, then latest_summary")
+            commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
+            lakehouse.end_run(context.run.run_id, ok=True)
+            per_month: dict[str, dict[str, int]] = {}
+            for name, df in (("rows_read", window_rows), ("rows_written", written)):
+                for r in df.groupBy("rpt_as_of_mo").count().collect():
+                    per_month.setdefault(r["rpt_as_of_mo"], {})[name] = r["count"]
+        finally:
+            for df in (updated, window_rows, latest_old):
+                df.unpersist()
+        rows = sum(m.get("rows_written", 0) for m in per_month.values())
+        touched = sum(1 for m in per_month.values() if m.get("rows_written"))
+        context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
+        yield dg.MaterializeResult(
+            metadata={
+                "applied_through": str(applied_through),
+                "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
+                "summary_rows_written": rows,
+                "latest_rows_written": commit.latest_rows_written,
+                "months_touched": touched,
+                "summary_snapshot_id": str(commit.summary_snapshot),
+                "latest_snapshot_id": str(commit.latest_snapshot),
+                "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
+                "duration_s": _seconds(started),
+            }
+        )

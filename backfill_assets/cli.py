@@ -182,6 +182,7 @@ def cmd_import(ctx: _Context, table: str, parquet: str, replace: bool) -> None:
         if ex is not None:
             rule = "key already in the table (appending would duplicate it; use --replace)"
             raise ValidationError([Problem(table, ", ".join(unique), rule, None, (ex[0], ex[1]))])
+    ctx.lakehouse.recover()  # a dead run's restore must not land on top of the import
     if table == "summary":
         ctx.lakehouse.reset_watermark()
     partitioning = "PARTITIONED BY (rpt_as_of_mo)" if PARTITIONED[table] else ""
@@ -253,6 +254,7 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
         data = generate(ctx.spark.session, accounts=accounts, months=months, end_month=end, seed=seed)
     except ValueError as e:
         raise CliError(f"generate: {e}", EXIT_REFUSED) from e
+    ctx.lakehouse.recover()
     ctx.lakehouse.reset_watermark()
     write(data, ctx.spark, replace=True)
     for table in TABLES:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 from dataclasses import dataclass
 
 import dagster as dg
 from pydantic import Field
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
+from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.tables import SUMMARY, ddl
@@ -17,6 +20,11 @@ from backfill_assets.tables import SUMMARY, ddl
 STATE_DDL = (
     "applied_through timestamp, run_id string, committed_at timestamp, summary_snapshot bigint, latest_snapshot bigint"
 )
+RUNS_DDL = (
+    "run_id string, event string, at timestamp, host string, pid int,"
+    " summary_snapshot bigint, latest_snapshot bigint, error string"
+)
+STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class Lakehouse(dg.ConfigurableResource):
     summary_table: str = Field(default="summary", description="Summary table, one row per account and month.")
     latest_table: str = Field(default="latest_summary", description="One row per account: its latest summary row.")
     state_table: str = Field(default="backfill_state", description="Watermark and outcome of each committed run.")
+    runs_table: str = Field(
+        default="backfill_runs",
+        description="Run log: each run's start (with the snapshots before it) and outcome; also the run lock.",
+    )
 
     def name(self, table: str) -> str:
         return self.spark.table(table)
@@ -69,6 +81,7 @@ class Lakehouse(dg.ConfigurableResource):
             self.summary_table: (ddl(SUMMARY), "PARTITIONED BY (rpt_as_of_mo)"),
             self.latest_table: (ddl(SUMMARY), ""),
             self.state_table: (STATE_DDL, ""),
+            self.runs_table: (RUNS_DDL, ""),
         }
         existing = {
             r["tableName"] for r in session.sql(f"SHOW TABLES IN {self.spark.catalog}.{self.spark.namespace}").collect()
@@ -135,6 +148,7 @@ class Lakehouse(dg.ConfigurableResource):
         before = {t: self.snapshot_id(t) for t in (self.summary_table, self.latest_table)}
         try:
             rows.createOrReplaceTempView("_backfill_rows")
+            fault_point("summary_merge")
             session.sql(
                 f"""MERGE INTO {self.name(self.summary_table)} t USING _backfill_rows s
                     ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
@@ -142,6 +156,7 @@ class Lakehouse(dg.ConfigurableResource):
                     WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
             )
             summary_snap = latest_snapshot(self.spark, self.name(self.summary_table)) or {}
+            fault_point("between_tables")
             latest.createOrReplaceTempView("_backfill_latest")
             session.sql(
                 f"""MERGE INTO {self.name(self.latest_table)} t USING _backfill_latest s
@@ -173,6 +188,96 @@ class Lakehouse(dg.ConfigurableResource):
                     f"CALL {self.spark.catalog}.system.rollback_to_snapshot("
                     f"'{self.spark.namespace}.{table}', {snapshot})"
                 )
+
+    # ---------------------------------------------------------------- run log and lock
+
+    def _log(self, run_id: str, event: str, error: str | None = None) -> None:
+        snapshots = (self.snapshot_id(self.summary_table), self.snapshot_id(self.latest_table))
+        row = [(run_id, event, None, socket.gethostname(), os.getpid(), *snapshots, error)]
+        entry = self.spark.session.createDataFrame(row, RUNS_DDL).withColumn("at", F.current_timestamp())
+        entry.writeTo(self.name(self.runs_table)).append()
+
+    def open_runs(self) -> list[Row]:
+        """Runs that started and have no outcome yet, oldest first."""
+        runs = self.name(self.runs_table)
+        return self.spark.session.sql(
+            f"""SELECT * FROM {runs} r WHERE event = '{STARTED}' AND NOT EXISTS (
+                  SELECT 1 FROM {runs} t WHERE t.run_id = r.run_id AND t.event <> '{STARTED}')
+                ORDER BY at, run_id"""
+        ).collect()
+
+    def begin_run(self, run_id: str) -> None:
+        """Take the lock for `run_id`, recording the snapshots the tables have before it.
+
+        First closes what dead runs left open (`recover`). Two runs that start together both write
+        STARTED; the later one (by time, then run id) refuses, so at most one run ever commits.
+        Idempotent: a later step of the same run finds its entry and goes on.
+        """
+        self.ensure_tables()
+        if any(r["run_id"] == run_id for r in self.open_runs()):
+            return
+        self.recover()
+        self._log(run_id, STARTED)
+        open_runs = self.open_runs()
+        mine = next(r for r in open_runs if r["run_id"] == run_id)
+        earlier = [r for r in open_runs if (r["at"], r["run_id"]) < (mine["at"], run_id)]
+        if earlier:
+            other = earlier[0]
+            reason = (
+                f"another backfill run is in progress: run {other['run_id']} (host {other['host']}, pid {other['pid']},"
+                f" started {other['at']}); this run waits for nothing and changes nothing: start it again when that"
+                " one has finished"
+            )
+            self._log(run_id, REFUSED, reason)
+            raise dg.Failure(reason)
+
+    def end_run(self, run_id: str, ok: bool, error: str | None = None) -> None:
+        """Record the outcome; a failed run's tables go back to the snapshots they had when it began."""
+        mine = [r for r in self.open_runs() if r["run_id"] == run_id]
+        if not mine:
+            return
+        if not ok:
+            self._restore(mine[0])
+        self._log(run_id, SUCCEEDED if ok else FAILED, error)
+
+    def _restore(self, run: Row) -> None:
+        self.rollback({self.summary_table: run["summary_snapshot"], self.latest_table: run["latest_snapshot"]})
+
+    def recover(self) -> list[str]:
+        """Close the open runs whose process is gone (killed, lost driver), restoring their tables.
+
+        A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
+        goes back to the snapshots recorded when it began (ROLLED_BACK); nothing else can have
+        committed since, because it held the lock. Runs of other hosts are left to those hosts.
+        Returns the run ids rolled back.
+        """
+        if not self.spark.session.catalog.tableExists(self.name(self.runs_table)):
+            return []
+        rolled_back = []
+        for run in self.open_runs():
+            if run["host"] != socket.gethostname() or _alive(run["pid"]):
+                continue
+            state = self.spark.session.table(self.name(self.state_table))
+            if state.where(F.col("run_id") == run["run_id"]).limit(1).count():
+                self._log(run["run_id"], SUCCEEDED, "closed after its process died (its commit was complete)")
+                continue
+            self._restore(run)
+            self._log(run["run_id"], ROLLED_BACK, f"process {run['pid']} died before its outcome: tables restored")
+            rolled_back.append(run["run_id"])
+        return rolled_back
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host runs; our own pid counts as gone (an earlier in-process run died)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _changed(snapshot: dict[str, str], before: int | None) -> int:
