@@ -8,7 +8,7 @@ import socket
 from dataclasses import dataclass
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
@@ -25,6 +25,8 @@ RUNS_DDL = (
     " summary_snapshot bigint, latest_snapshot bigint, error string"
 )
 STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
+WRITE_MODES = ("merge-on-read", "copy-on-write", "table")
+_MODE_PROPERTIES = ("write.merge.mode", "write.update.mode", "write.delete.mode")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,21 @@ class Lakehouse(dg.ConfigurableResource):
         default="backfill_runs",
         description="Run log: each run's start (with the snapshots before it) and outcome; also the run lock.",
     )
+    write_mode: str = Field(
+        default="merge-on-read",
+        description=(
+            "How the MERGE into summary and latest_summary writes: merge-on-read (only the changed rows plus"
+            " position deletes; compact now and then), copy-on-write (rewrites every data file holding a"
+            " changed row), or table (leave the tables' own write.merge.mode)."
+        ),
+    )
+
+    @field_validator("write_mode")
+    @classmethod
+    def _known_write_mode(cls, value: str) -> str:
+        if value not in WRITE_MODES:
+            raise ValueError(f"write_mode must be one of {', '.join(WRITE_MODES)}, not {value!r}")
+        return value
 
     def name(self, table: str) -> str:
         return self.spark.table(table)
@@ -146,6 +163,8 @@ class Lakehouse(dg.ConfigurableResource):
         """
         session = self.spark.session
         before = {t: self.snapshot_id(t) for t in (self.summary_table, self.latest_table)}
+        for table in before:
+            self._set_write_mode(table)
         try:
             rows.createOrReplaceTempView("_backfill_rows")
             fault_point("summary_merge")
@@ -179,6 +198,20 @@ class Lakehouse(dg.ConfigurableResource):
             _changed(summary_snap, before[self.summary_table]),
             _changed(latest_snap, before[self.latest_table]),
         )
+
+    def _set_write_mode(self, table: str) -> None:
+        """Give the table the configured MERGE mode (a metadata change, no snapshot; skipped when it has it).
+
+        Merge-on-read is the default because a backfill changes a small share of the rows of each
+        month it reaches: copy-on-write would rewrite all of those months' data files every run.
+        """
+        if self.write_mode == "table":
+            return
+        name = self.name(table)
+        properties = {r["key"]: r["value"] for r in self.spark.session.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+        if any(properties.get(p) != self.write_mode for p in _MODE_PROPERTIES):
+            assignments = ", ".join(f"'{p}' = '{self.write_mode}'" for p in _MODE_PROPERTIES)
+            self.spark.session.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({assignments})")
 
     def rollback(self, snapshots: dict[str, int | None]) -> None:
         """Put each table back on the snapshot it had (no-op for a table that did not move)."""
