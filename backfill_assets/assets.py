@@ -26,7 +26,7 @@ from backfill_assets.transforms.apply import apply_patches, changed_latest_rows,
 from backfill_assets.transforms.classify import CASES, classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
-from backfill_assets.transforms.reach import forward_latest, summary_rows_needed
+from backfill_assets.transforms.reach import base_keys, forward_latest, rows_at, summary_rows_needed
 from backfill_assets.transforms.windows import join_windows
 from backfill_assets.validation import check_frame, check_structure, latest_disagreements
 
@@ -304,7 +304,11 @@ def summary_backfilled(
         accounts = patches.select("cons_acct_key").distinct()
         window = (add_months(first, -REACH), last)
         summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
-        window_rows = summary_rows_needed(summary, records, window, (first, last)).persist(StorageLevel.MEMORY_AND_DISK)
+        window_rows = (
+            summary_rows_needed(summary, records, (first, last), (first, last))
+            .unionByName(rows_at(summary, base_keys(patches, records), (window[0], add_months(first, -1))))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         latest_old = (
             lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
             .join(accounts, "cons_acct_key", "left_semi")
@@ -312,8 +316,9 @@ def summary_backfilled(
         )
         updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
         try:
+            window_report = check_frame(window_rows, "summary")
             read_checks = [
-                result(WINDOW_CHECK, "summary_backfilled", [check_frame(window_rows, "summary")]),
+                result(WINDOW_CHECK, "summary_backfilled", [window_report]),
                 result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
             ]
             yield from gate(*read_checks)
@@ -323,8 +328,9 @@ def summary_backfilled(
                 written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
             )
             latest_after = latest_old.join(latest_new.select("cons_acct_key"), "cons_acct_key", "left_anti")
+            written_report = check_frame(written, "summary")
             write_checks = [
-                result(ROWS_CHECK, "summary_backfilled", [check_frame(written, "summary")]),
+                result(ROWS_CHECK, "summary_backfilled", [written_report]),
                 result(
                     LATEST_ROWS_CHECK,
                     "summary_backfilled",
@@ -338,13 +344,13 @@ def summary_backfilled(
             context.log.info("write checks passed; committing summary, then latest_summary")
             commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
             lakehouse.end_run(context.run.run_id, ok=True)
-            per_month: dict[str, dict[str, int]] = {}
-            for name, df in (("rows_read", window_rows), ("rows_written", written)):
-                for r in df.groupBy("rpt_as_of_mo").count().collect():
-                    per_month.setdefault(r["rpt_as_of_mo"], {})[name] = r["count"]
         finally:
             for df in (updated, window_rows, latest_old):
                 df.unpersist()
+        per_month: dict[str, dict[str, int]] = {}
+        for name, report in (("rows_read", window_report), ("rows_written", written_report)):
+            for month, n in report.rows_by_month.items():
+                per_month.setdefault(month, {})[name] = n
         rows = sum(m.get("rows_written", 0) for m in per_month.values())
         touched = sum(1 for m in per_month.values() if m.get("rows_written"))
         context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")

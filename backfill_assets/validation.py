@@ -128,6 +128,7 @@ class Report:
     rows_read: int
     problems: list[Problem]
     pandera_errors: dict[str, Any] = field(default_factory=dict)
+    rows_by_month: dict[str, int] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Problem]:
@@ -147,8 +148,8 @@ def _order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:
     return (key[0] is not None, key[0] or 0, key[1] is not None, key[1] or "")
 
 
-def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[int, list[Problem]]:
-    """Every rule counted per month, with the smallest and greatest offending key of each month, in ONE job.
+def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, int], list[Problem]]:
+    """Rows per month and every rule counted per month, with the smallest and greatest offending key, in ONE job.
 
     A table with a unique key is grouped by it first, to count duplicated keys in the same job (the
     shuffle carries only keys and counters, never the wide rows).
@@ -191,7 +192,7 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[int, list[P
         examples = tuple(keys[:EXAMPLES])
         total = sum(n for _, n in by_month)
         problems.append(Problem(table, column, rule, total, examples[0], unit, severity, by_month, examples))
-    return sum(int(m["rows"] or 0) for m in months), problems
+    return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems
 
 
 def _pandera(frame: DataFrame, table: str, depth: PanderaDepth) -> dict[str, Any]:
@@ -226,8 +227,8 @@ def check_frame(
     errors = _pandera(frame, table, depth)
     if "SCHEMA" in errors:
         return Report(table, 0, _pandera_problems(table, errors), errors)
-    rows, problems = _count(frame, table, row_rules(table, bounds))
-    return Report(table, rows, problems + _pandera_problems(table, errors), errors)
+    by_month, problems = _count(frame, table, row_rules(table, bounds))
+    return Report(table, sum(by_month.values()), problems + _pandera_problems(table, errors), errors, by_month)
 
 
 def check_structure(frame: DataFrame, table: str) -> Report:

@@ -2,7 +2,8 @@
 
 A record after an account's latest month (Case II) builds its row from the `latest_summary` row
 alone, shifted by the gap; new accounts (Cases I, IV) have no rows. Only accounts with a late
-record (Case III) need their `summary` rows 35 months around the batch. One exception keeps
+record (Case III) need their `summary` rows: keys 35 months around the batch, full rows from the
+batch's first month on and, before it, only the rows records take their history from. One exception keeps
 deletions exact: a delete of a month after the latest that already holds a deleted row re-marks
 that row, so the row at exactly that key is read too.
 """
@@ -30,8 +31,25 @@ def summary_rows_needed(
     """The `summary` rows (any projection with key columns) within `window` that the batch needs."""
     windows = summary.where(F.col(M).between(*window)).join(late_accounts(records), A, "left_semi")
     deletes = _forward_only(records).where(F.col("is_deleted")).select(A, M)
-    at_deletes = summary.where(F.col(M).between(*months)).join(deletes, [A, M], "left_semi")
-    return windows.unionByName(at_deletes)
+    return windows.unionByName(rows_at(summary, deletes, months))
+
+
+def rows_at(summary: DataFrame, keys: DataFrame, months: tuple[str, str]) -> DataFrame:
+    """The `summary` rows at `keys` (account, month) within `months`.
+
+    The keys are neither de-duplicated nor persisted: a semi join needs neither, and Spark 3.5
+    fails on both over an Iceberg scan ("computeStats called before pushdown").
+    """
+    return summary.where(F.col(M).between(*months)).join(keys.select(A, M), [A, M], "left_semi")
+
+
+def base_keys(patches: DataFrame, records: DataFrame) -> DataFrame:
+    """(account, month) of the rows that late records' own rows take their older history from (`base_mo`).
+
+    Accounts without late records take it from their `latest_summary` row instead.
+    """
+    keys = patches.where(F.col("base_mo").isNotNull()).select(A, F.col("base_mo").alias(M))
+    return keys.join(late_accounts(records), A, "left_semi")
 
 
 def forward_latest(latest: DataFrame, records: DataFrame) -> DataFrame:

@@ -19,7 +19,9 @@ def join_windows(records: DataFrame, summary_keys: DataFrame) -> DataFrame:
     * `own_row`: 'active', 'deleted' or 'none': the state of the record's month before the run.
       A delete of a month that has no row counts for nothing and is dropped here.
     * `base_mo`: where an active record's row takes its older history from: its own row if it was
-      active, else the closest earlier active row within 35 months (NULL: no older history).
+      active, else the closest earlier active row within 35 months (NULL: no older history). For a
+      delete, that closest earlier active row: the account's latest row if the delete removes its
+      newest months. Before the run's first month, these are the only rows the apply step reads.
     * `target_mos`: the later rows (a, m+1 … m+35) that are active after the run: old active rows
       the batch does not delete, and rows the batch creates or re-activates.
 
@@ -49,10 +51,8 @@ def join_windows(records: DataFrame, summary_keys: DataFrame) -> DataFrame:
     )
     later = F.array_sort(F.filter(active_after, lambda i: (i > F.col("m")) & (i <= F.col("m") + REACH)))
     earlier_active = F.filter("old", lambda s: s["on"] & (s["idx"] < F.col("m")) & (s["idx"] >= F.col("m") - REACH))
-    base_mo = (
-        F.when(F.col("is_deleted"), F.lit(None))
-        .when(F.col("own_row") == "active", F.col("rpt_as_of_mo"))
-        .otherwise(month_key(F.array_max(F.transform(earlier_active, lambda s: s["idx"]))))
+    base_mo = F.when(~F.col("is_deleted") & (F.col("own_row") == "active"), F.col("rpt_as_of_mo")).otherwise(
+        month_key(F.array_max(F.transform(earlier_active, lambda s: s["idx"])))
     )
     return (
         joined.withColumn("own_row", own_row)
