@@ -219,12 +219,17 @@ def _tie(cells: DataFrame, d: _Draws, again: _Draws) -> DataFrame:
     return _records(cells.withColumn("update_s", F.lit(None)), _values(again))
 
 
-def _history(seed: int, accounts: DataFrame) -> DataFrame:
-    """Every reported month of every account, plus about 1% same-base_ts duplicates (tie-breaks)."""
-    acct, idx = F.col(A), F.col("idx")
+def _history(seed: int, accounts: DataFrame, first_mo: int, older_months: int) -> DataFrame:
+    """Every reported month of every account, plus about 1% same-base_ts duplicates (tie-breaks).
+
+    Accounts open since `first_mo` also report the `older_months` months before it (older history
+    that no late record of the batch reaches; the batch itself does not depend on it).
+    """
+    acct, idx, first = F.col(A), F.col("idx"), F.col("first")
     d = _Draws(seed, "history", HISTORY_DRAWS, acct, idx)
+    since = F.when(first == first_mo, first - older_months).otherwise(first)
     cells = d.add_to(
-        accounts.select("*", F.explode(F.sequence("first", "last")).alias("idx")).where(~_missing(seed, acct, idx))
+        accounts.select("*", F.explode(F.sequence(since, "last")).alias("idx")).where(~_missing(seed, acct, idx))
     )
     cells = cells.withColumn("base_s", _month_start(idx + 1) + d.int_in("base", 0, HISTORY_DELAY_DAYS * DAY - 1))
     cells = cells.withColumns(_versions(d))
@@ -304,11 +309,23 @@ def _late(seed: int, accounts: DataFrame, first_mo: int, end_mo: int, late_fract
 
 
 def generate(
-    spark: SparkSession, *, accounts: int, months: int, end_month: str, seed: int, late_fraction: float = 0.10
+    spark: SparkSession,
+    *,
+    accounts: int,
+    months: int,
+    end_month: str,
+    seed: int,
+    late_fraction: float = 0.10,
+    older_months: int = 0,
 ) -> GeneratedData:
-    """A deterministic data set for `seed`: months end_month-(months-1) … end_month of `accounts` accounts."""
-    if accounts < 1 or months < 1:
-        raise ValueError("accounts and months must be at least 1")
+    """A deterministic data set for `seed`: months end_month-(months-1) … end_month of `accounts` accounts.
+
+    `older_months` adds that many months of history before them (for the accounts open since the
+    first month) and changes nothing else: the same seed gives the same late batch, so a benchmark
+    can show that the cost of a batch does not grow with the history behind it.
+    """
+    if accounts < 1 or months < 1 or older_months < 0:
+        raise ValueError("accounts and months must be at least 1, older_months at least 0")
     if not re.match(MONTH_PATTERN, end_month):
         raise ValueError(f"end_month must be YYYY-MM, not {end_month!r}")
     if not 0.0 <= late_fraction <= 1.0:
@@ -316,7 +333,7 @@ def generate(
     end_mo = _index(end_month)
     first_mo = end_mo - (months - 1)
     accts = _accounts(spark, seed, accounts, first_mo, end_mo)
-    history = _history(seed, accts)
+    history = _history(seed, accts, first_mo, older_months)
     return GeneratedData(
         history=history,
         late=_late(seed, accts, first_mo, end_mo, late_fraction),
@@ -346,13 +363,14 @@ def _write(df: DataFrame, spark_resource: SparkIceberg, name: str, partitioned: 
 
 
 def write(generated: GeneratedData, spark_resource: SparkIceberg, replace: bool = True) -> None:
-    """Write `accounts_all` (history and late batch), `summary` and `latest_summary` as Iceberg tables.
+    """Write `accounts_all` (history, then the late batch), `summary` and `latest_summary` as Iceberg tables.
 
     With `replace`, the tables are created or replaced; otherwise rows are appended (tables created
-    if missing).
+    if missing). The late batch is appended as a load of its own, in files of its own, as a real
+    delivery arrives: a run then finds it from file metadata without scanning the history.
     """
-    accounts_all = conform(generated.history.unionByName(generated.late), ACCOUNTS_ALL)
-    _write(accounts_all, spark_resource, "accounts_all", partitioned=True, replace=replace)
+    _write(conform(generated.history, ACCOUNTS_ALL), spark_resource, "accounts_all", partitioned=True, replace=replace)
+    _write(conform(generated.late, ACCOUNTS_ALL), spark_resource, "accounts_all", partitioned=True, replace=False)
     _write(conform(generated.summary, SUMMARY), spark_resource, "summary", partitioned=True, replace=replace)
     latest = conform(generated.latest_summary, SUMMARY)
     _write(latest, spark_resource, "latest_summary", partitioned=False, replace=replace)

@@ -181,3 +181,22 @@ def test_write_creates_the_three_tables(spark_resource: SparkIceberg, warehouse:
         assert _rows(table) == _rows(df), name
     partitions = spark.sql(f"SELECT partition FROM {resource.table('summary')}.partitions").count()
     assert partitions == 40
+
+
+def test_older_months_add_history_and_keep_the_late_batch(spark: SparkSession) -> None:
+    """The benchmark's second workload: the same batch over a longer history (issue #8)."""
+
+    def small(older: int) -> GeneratedData:
+        return generate(
+            spark, accounts=40, months=12, end_month="2024-12", seed=5, late_fraction=0.5, older_months=older
+        )
+
+    plain, older = small(0), small(6)
+    assert _rows(older.late) == _rows(plain.late)
+    before = older.history.where("rpt_as_of_mo < '2024-01'")
+    first_months = before.groupBy("cons_acct_key").agg(
+        F.min("rpt_as_of_mo").alias("m"), F.countDistinct("rpt_as_of_mo").alias("n")
+    )
+    assert first_months.count() > 0 and {r["m"] for r in first_months.collect()} == {"2023-07"}
+    assert {r["n"] for r in first_months.collect()} == {6}  # every older month reported (no gaps out there)
+    assert _rows(older.history.where("rpt_as_of_mo >= '2024-01'")) == _rows(plain.history)
