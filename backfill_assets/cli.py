@@ -1,4 +1,4 @@
-"""`backfill-assets`: import, export, run and generate (SPEC §6).
+"""`backfill-assets`: import, export, run, compact and generate (SPEC §6).
 
 Every expected failure (a file that does not fit, a missing file or table, a failed run) ends as one
 line `backfill-assets: <reason>` on stderr and a non-zero exit status, never as a traceback: the
@@ -15,6 +15,7 @@ import datetime as dt
 import os
 import re
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -108,6 +109,11 @@ def parser() -> argparse.ArgumentParser:
         "--refresh",
         metavar="FROM[:TO]",
         help="full refresh: also re-apply every record of these months (YYYY-MM), applied before or not",
+    )
+
+    sub.add_parser(
+        "compact",
+        help="Merge the delete files that merge-on-read runs leave into the data files of summary and latest_summary.",
     )
 
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
@@ -262,6 +268,20 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
         print(f"{name}: {ctx.spark.session.table(name).count()} rows")
 
 
+def cmd_compact(ctx: _Context) -> None:
+    """Rewrite the data files that carry deletes (under the run lock) and say what was rewritten."""
+    try:
+        compacted = ctx.lakehouse.compact(f"compact-{uuid.uuid4()}")
+    except Exception as e:
+        raise CliError(f"compact failed: {type(e).__name__}: {_first_line(e)}") from e
+    for table, counts in compacted.items():
+        print(
+            f"{ctx.spark.table(table)}: rewrote {counts.get('rewritten_data_files_count', 0)} data files into"
+            f" {counts.get('added_data_files_count', 0)}, removed {counts.get('removed_delete_files_count', 0)}"
+            " delete files"
+        )
+
+
 def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
     """Entry point of the console script; `spark` replaces the configured resource (tests)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -276,6 +296,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
         elif args.command == "run":
             assert options is not None
             cmd_run(ctx, options)
+        elif args.command == "compact":
+            cmd_compact(ctx)
         elif args.command == "generate":
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
     except SystemExit as e:  # --help

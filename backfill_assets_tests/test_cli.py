@@ -351,3 +351,24 @@ def test_default_end_month_has_every_delivery_in_the_past() -> None:
     assert cli.delivered_month(dt.date(2024, 1, 31)) == "2023-12"
     assert cli.delivered_month(dt.date(2024, 1, 15)) == "2023-11"
     assert cli.delivered_month(dt.date(2024, 12, 1)) == "2024-10"
+
+
+def test_compact_after_a_run_leaves_no_delete_files(run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert run_cli("generate", "--accounts", "30", "--months", "6", "--end-month", "2024-06", "--seed", "3").code == 0
+    assert run_cli("run").code == 0  # merge-on-read: the late batch leaves position deletes
+
+    def delete_files(table: str) -> int:
+        return run_cli.spark.table(f"{run_cli.resource.table(table)}.delete_files").count()
+
+    assert delete_files("summary") > 0
+    rows = run_cli.rows("summary")
+    result = run_cli("compact")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"{run_cli.resource.table('summary')}: rewrote ") and "delete files" in lines[0]
+    assert delete_files("summary") == 0 and delete_files("latest_summary") == 0
+    assert run_cli.rows("summary") == rows
+    snapshots = run_cli.snapshots("summary")
+    again = run_cli("compact")  # nothing left to compact: no new snapshot
+    assert again.code == 0 and "rewrote 0 data files" in again.out and run_cli.snapshots("summary") == snapshots
