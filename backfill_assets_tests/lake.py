@@ -56,11 +56,17 @@ def record(account: int, month: str, base_ts: dt.datetime | None = None, **value
 class Lake:
     """Deliver records, run the real Dagster job, and compare the tables with the reference model."""
 
-    def __init__(self, spark: SparkSession, spark_resource: SparkIceberg, quality: DataQuality | None = None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        spark_resource: SparkIceberg,
+        quality: DataQuality | None = None,
+        write_mode: str = "merge-on-read",
+    ) -> None:
         self.spark = spark
         fields = {k: getattr(spark_resource, k) for k in SparkIceberg.model_fields}
         self.resource = SparkIceberg(**{**fields, "namespace": f"t_{uuid.uuid4().hex[:10]}"})
-        self.lakehouse = Lakehouse(spark=self.resource)
+        self.lakehouse = Lakehouse(spark=self.resource, write_mode=write_mode)
         self.defs = build_defs(self.resource, self.lakehouse, quality)
         self.instance = dg.DagsterInstance.ephemeral()
         self.model = ReferenceModel()
