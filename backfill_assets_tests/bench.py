@@ -15,6 +15,7 @@ import argparse
 import datetime as dt
 import json
 import resource
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -50,45 +51,54 @@ class Phase:
 
 
 class Meter:
-    """Wall time, Spark jobs and I/O bytes (from the Spark UI's REST API) and JVM heap peak of a phase."""
+    """Wall time, Spark jobs and I/O bytes (from the Spark UI's REST API) and JVM heap peak of a phase.
+
+    The heap peak is sampled (total heap in use, every 0.2 s): the sum of the per-pool peaks that
+    the JVM keeps would add peaks of different moments.
+    """
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
         sc = spark.sparkContext
         self.url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}"
-        self.jvm = sc._jvm  # type: ignore[attr-defined]
+        self.memory = sc._jvm.java.lang.management.ManagementFactory.getMemoryMXBean()  # type: ignore[attr-defined]
 
     def _stages(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/stages?status=complete") as r:
             return json.load(r)
 
-    def _pools(self) -> list[Any]:
-        mf = self.jvm.java.lang.management.ManagementFactory
-        return [p for p in mf.getMemoryPoolMXBeans() if str(p.getType()) == "Heap memory"]
+    def _sample_heap(self, done: threading.Event, peak: list[int]) -> None:
+        while not done.wait(0.2):
+            peak[0] = max(peak[0], int(self.memory.getHeapMemoryUsage().getUsed()))
 
     def measure(self, fn: Callable[[], T]) -> tuple[T, Phase]:
         before = {s["stageId"] for s in self._stages()}
         jobs_before = len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(None))
-        for p in self._pools():
-            p.resetPeakUsage()
+        self.memory.gc()
+        done, peak = threading.Event(), [0]
+        sampler = threading.Thread(target=self._sample_heap, args=(done, peak), daemon=True)
+        sampler.start()
         start = time.perf_counter()
-        out = fn()
-        seconds = time.perf_counter() - start
+        try:
+            out = fn()
+        finally:
+            seconds = time.perf_counter() - start
+            done.set()
+            sampler.join()
         new = [s for s in self._stages() if s["stageId"] not in before]
         jobs = len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(None)) - jobs_before
-        heap = sum(p.getPeakUsage().getUsed() for p in self._pools())
         return out, Phase(
             seconds,
             jobs,
             sum(s["inputBytes"] for s in new),
             sum(s["outputBytes"] for s in new),
             sum(s["shuffleWriteBytes"] for s in new),
-            heap,
+            peak[0],
         )
 
 
-def workload(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, seed: int) -> None:
-    """Generate once per size and seed; later runs roll the tables back to the generated snapshots."""
+def workload(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, seed: int, older: int) -> None:
+    """Generate once per size, seed and older history; later runs roll the tables back to the generated snapshots."""
     session = spark_resource.session
     baseline = spark_resource.table("bench_baseline")
     tables = [lakehouse.accounts_table, lakehouse.summary_table, lakehouse.latest_table]
@@ -96,8 +106,9 @@ def workload(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, 
         lakehouse.rollback({r["table"]: r["snapshot_id"] for r in session.table(baseline).collect()})
         lakehouse.reset_watermark()
         return
-    print(f"generating {accounts} accounts × 36 months (seed {seed}) …", flush=True)
-    write(generate(session, accounts=accounts, months=36, end_month=END_MONTH, seed=seed), spark_resource)
+    print(f"generating {accounts} accounts × 36 months, {older} older months (seed {seed}) …", flush=True)
+    data = generate(session, accounts=accounts, months=36, end_month=END_MONTH, seed=seed, older_months=older)
+    write(data, spark_resource)
     lakehouse.reset_watermark()
     rows = [(t, lakehouse.snapshot_id(t)) for t in tables]
     session.createDataFrame(rows, "table string, snapshot_id bigint").writeTo(baseline).createOrReplace()
@@ -133,17 +144,45 @@ def check_sample(spark: SparkSession, lakehouse: Lakehouse, late_accounts: list[
     return len(expected)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--size", choices=SIZES, default="small")
-    args.add_argument("--seed", type=int, default=7)
-    args.add_argument("--sample", type=int, default=200, help="accounts checked against the reference model")
-    opts = args.parse_args(argv)
-    spark_resource = SparkIceberg(namespace=f"bench_{opts.size}_{opts.seed}")
+def step_seconds(instance: dg.DagsterInstance, run_id: str) -> dict[str, float]:
+    """Wall time of each step of a run, from its STEP_START and STEP_SUCCESS/FAILURE events."""
+    started: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        if event.event_type_value == "STEP_START":
+            started[event.step_key] = entry.timestamp
+        elif event.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE"):
+            out[event.step_key] = entry.timestamp - started[event.step_key]
+    return out
+
+
+@dataclass
+class Measured:
+    """One workload measured: its sizes, the floor and backfill phases, and the reference check."""
+
+    summary_rows: int
+    late: int
+    changed: int
+    partitions: tuple[str, str]
+    floor: Phase
+    backfill: Phase
+    steps: dict[str, float]
+    checked_accounts: int
+    checked_rows: int
+    write_mode: str
+
+
+def measure(size: str, seed: int, older: int, sample: int) -> Measured:
+    """Generate or reset the workload, then warm up, time the floor, and time and check the backfill."""
+    suffix = f"_older{older}" if older else ""
+    spark_resource = SparkIceberg(namespace=f"bench_{size}_{seed}{suffix}")
     lakehouse = Lakehouse(spark=spark_resource)
     spark = spark_resource.session
     meter = Meter(spark)
-    workload(spark_resource, lakehouse, SIZES[opts.size], opts.seed)
+    workload(spark_resource, lakehouse, SIZES[size], seed, older)
     lakehouse.ensure_tables()
 
     applied = lakehouse.watermark()
@@ -152,56 +191,90 @@ def main(argv: list[str] | None = None) -> None:
     first, last = months[0], min(add_months(months[-1], 35), END_MONTH)
     summary = spark.table(lakehouse.name(lakehouse.summary_table))
     summary_rows = summary.count()
+    affected = summary.where(F.col("rpt_as_of_mo").between(first, last))
     scratch = spark_resource.table("bench_floor")
+    # warm-up, counted for neither side: the first read of the files also warms the OS page cache
+    affected.write.format("noop").mode("overwrite").save()
 
     def floor() -> None:
-        summary.where(F.col("rpt_as_of_mo").between(first, last)).writeTo(scratch).partitionedBy(
-            F.col("rpt_as_of_mo")
-        ).createOrReplace()
+        affected.writeTo(scratch).partitionedBy(F.col("rpt_as_of_mo")).createOrReplace()
 
     _, floor_phase = meter.measure(floor)
-    report, run_phase = meter.measure(
-        lambda: run_pending(build_defs(spark_resource, lakehouse), dg.DagsterInstance.ephemeral())
-    )
+    instance = dg.DagsterInstance.ephemeral()
+    report, run_phase = meter.measure(lambda: run_pending(build_defs(spark_resource, lakehouse), instance))
     assert report.success, report.lines()
-    late = report.metadata.get("classified_accounts", {}).get("records", 0)
-    changed = report.metadata.get("summary_backfilled", {}).get("summary_rows_written", 0)
+    assert report.run_id is not None
     late_accounts = [
         r[0]
         for r in spark.table(spark_resource.table("classified_accounts"))
         .select("cons_acct_key")
         .distinct()
         .orderBy(F.hash("cons_acct_key"))
-        .limit(opts.sample)
+        .limit(sample)
         .collect()
     ]
-    checked = check_sample(spark, lakehouse, late_accounts, applied)
-    py_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return Measured(
+        summary_rows=summary_rows,
+        late=report.metadata.get("classified_accounts", {}).get("records", 0),
+        changed=report.metadata.get("summary_backfilled", {}).get("summary_rows_written", 0),
+        partitions=(first, last),
+        floor=floor_phase,
+        backfill=run_phase,
+        steps=step_seconds(instance, report.run_id),
+        checked_accounts=len(late_accounts),
+        checked_rows=check_sample(spark, lakehouse, late_accounts, applied),
+        write_mode=lakehouse.write_mode,
+    )
 
+
+def print_table(title: str, m: Measured) -> None:
     mib = 1024 * 1024
+    f, b = m.floor, m.backfill
     rows = [
-        ("summary rows", f"{summary_rows:,}", ""),
-        ("late records (winners)", f"{late:,}", ""),
-        ("summary rows changed", f"{changed:,}", ""),
-        ("affected partitions", f"{first} … {last}", ""),
-        ("seconds", f"{floor_phase.seconds:.1f}", f"{run_phase.seconds:.1f}"),
-        ("spark jobs", str(floor_phase.jobs), str(run_phase.jobs)),
-        ("bytes read (MiB)", f"{floor_phase.read_bytes / mib:.1f}", f"{run_phase.read_bytes / mib:.1f}"),
-        ("bytes written (MiB)", f"{floor_phase.written_bytes / mib:.1f}", f"{run_phase.written_bytes / mib:.1f}"),
-        ("shuffle written (MiB)", f"{floor_phase.shuffle_bytes / mib:.1f}", f"{run_phase.shuffle_bytes / mib:.1f}"),
-        (
-            "driver JVM heap peak (MiB)",
-            f"{floor_phase.jvm_heap_peak / mib:.0f}",
-            f"{run_phase.jvm_heap_peak / mib:.0f}",
-        ),
+        ("summary rows", f"{m.summary_rows:,}", ""),
+        ("late records (winners)", f"{m.late:,}", ""),
+        ("summary rows changed", f"{m.changed:,}", ""),
+        ("affected partitions", f"{m.partitions[0]} … {m.partitions[1]}", ""),
+        ("seconds", f"{f.seconds:.1f}", f"{b.seconds:.1f}"),
+        ("spark jobs", str(f.jobs), str(b.jobs)),
+        ("bytes read incl. cache (MiB)", f"{f.read_bytes / mib:.1f}", f"{b.read_bytes / mib:.1f}"),
+        ("bytes written (MiB)", f"{f.written_bytes / mib:.1f}", f"{b.written_bytes / mib:.1f}"),
+        ("shuffle written (MiB)", f"{f.shuffle_bytes / mib:.1f}", f"{b.shuffle_bytes / mib:.1f}"),
+        ("driver JVM heap peak (MiB)", f"{f.jvm_heap_peak / mib:.0f}", f"{b.jvm_heap_peak / mib:.0f}"),
     ]
-    print(f"\nbackfill benchmark: size {opts.size} ({SIZES[opts.size]:,} accounts × 36 months), seed {opts.seed}")
-    print(f"{'':28} {'floor':>16} {'backfill':>16}")
-    for name, a, b in rows:
-        print(f"{name:28} {a:>16} {b:>16}")
-    print(f"{'ratio backfill / floor':28} {run_phase.seconds / floor_phase.seconds:>33.2f}")
-    print(f"{'python process peak RSS (MiB)':28} {py_peak / mib:>33.0f}")
-    print(f"reference check: {len(late_accounts)} late accounts, {checked} summary rows equal to the reference model")
+    print(f"\n{title} (MERGE mode {m.write_mode})")
+    print(f"{'':30} {'floor':>16} {'backfill':>16}")
+    for name, a, c in rows:
+        print(f"{name:30} {a:>16} {c:>16}")
+    print(f"{'ratio backfill / floor':30} {b.seconds / f.seconds:>33.2f}")
+    print("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in m.steps.items()))
+    print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args.add_argument("--size", choices=SIZES, default="small")
+    args.add_argument("--seed", type=int, default=7)
+    args.add_argument("--sample", type=int, default=200, help="accounts checked against the reference model")
+    args.add_argument(
+        "--older-months",
+        type=int,
+        default=24,
+        help="second workload: the same accounts and batch with this many more months of older history (0: skip)",
+    )
+    opts = args.parse_args(argv)
+    accounts = f"{SIZES[opts.size]:,} accounts"
+    base = measure(opts.size, opts.seed, 0, opts.sample)
+    older = measure(opts.size, opts.seed, opts.older_months, opts.sample) if opts.older_months else None
+    print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}", base)
+    if older is not None:
+        print_table(f"the same batch with {opts.older_months} more months of older history", older)
+        print(
+            f"older history: backfill {older.backfill.seconds:.1f} s against {base.backfill.seconds:.1f} s"
+            f" (ratio {older.backfill.seconds / base.backfill.seconds:.2f})"
+        )
+    py_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"python process peak RSS (MiB): {py_peak / (1024 * 1024):.0f}")
 
 
 if __name__ == "__main__":
