@@ -14,7 +14,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StructField, StructType
 
 from backfill_assets.definitions import build_defs
-from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.lakehouse import Lakehouse, WriteMode
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
@@ -61,7 +61,7 @@ class Lake:
         spark: SparkSession,
         spark_resource: SparkIceberg,
         quality: DataQuality | None = None,
-        write_mode: str = "merge-on-read",
+        write_mode: WriteMode = "merge-on-read",
     ) -> None:
         self.spark = spark
         fields = {k: getattr(spark_resource, k) for k in SparkIceberg.model_fields}

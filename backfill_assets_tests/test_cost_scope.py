@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic
 import pytest
 from pyspark.sql import SparkSession
 
 from backfill_assets.io_manager import latest_snapshot
+from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
 from backfill_assets_tests.lake import Lake, record
@@ -92,3 +94,8 @@ def test_compact_merges_the_deletes_into_the_data(merge_on_read: tuple[Lake, Run
     assert lake.rows("summary") == rows  # the same rows, in new files
     lake.assert_matches_model()
     assert lake.lakehouse.open_runs() == []  # the lock was taken and released
+
+
+def test_an_unknown_write_mode_is_refused_naming_the_field(spark_resource: SparkIceberg) -> None:
+    with pytest.raises(pydantic.ValidationError, match=r"write_mode\s+Input should be 'merge-on-read'"):
+        Lakehouse(spark=spark_resource, write_mode="merge")  # type: ignore[arg-type]
