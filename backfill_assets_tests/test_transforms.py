@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.tables import ACCOUNTS_ALL, HISTORIES, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
@@ -88,6 +88,21 @@ def test_written_rows_have_summary_columns(spark: SparkSession) -> None:
     model = ReferenceModel()
     written, _ = backfill(spark, model, [record(1, "2024-01")])
     assert list(written[0]) == list(SUMMARY_COLUMNS)
+
+
+def test_the_histories_are_one_lambda_evaluated_once(spark: SparkSession) -> None:
+    """Spark interprets lambdas: the rows to write build all seven histories in one `transform`.
+
+    Seven lambdas, or a filter the optimizer inlines the new row into, multiply the per-row work
+    (the first version had 68 `transform`s in this plan, i.e. each history computed twice).
+    """
+    empty = frame(spark, [], SUMMARY)
+    batch = frame(spark, [record(1, "2024-01")], ACCOUNTS_ALL)
+    patches = history_patches(join_windows(classify(winners(batch), empty), empty))
+    patches = spark.createDataFrame(patches.collect(), patches.schema)  # the plan below is apply's alone
+    plan = written_rows(apply_patches(patches, empty, empty))._jdf.queryExecution().optimizedPlan().toJSON()
+    transforms = plan.count("expressions.ArrayTransform")
+    assert 2 <= transforms < len(HISTORIES), transforms  # the histories' and the grid's, not one per history
 
 
 def test_payment_rating_and_sentinels_match_the_rules(spark: SparkSession) -> None:
