@@ -2,8 +2,8 @@
 
 Schema problems (missing columns, types that do not fit) are found from the schema alone; data
 problems (NULL keys, malformed months, history arrays of the wrong length, duplicate keys) are
-counted in ONE Spark aggregation, with the smallest offending key of each rule as an example, so
-that a refusal costs one scan and names a row the user can look up.
+counted in ONE Spark aggregation; only a frame that breaks a rule costs a second one, which finds
+the smallest offending keys of each broken rule, so that a refusal names rows the user can look up.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from pandera.config import ValidationDepth, config_context
-from pyspark.sql import DataFrame, Row
+from pyspark.sql import Column, DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
     ArrayType,
@@ -148,39 +148,56 @@ def _order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:
     return (key[0] is not None, key[0] or 0, key[1] is not None, key[1] or "")
 
 
-def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, int], list[Problem]]:
-    """Rows per month and every rule counted per month, with the smallest and greatest offending key, in ONE job.
+def _aggregate(frame: DataFrame, table: str, flags: list[Column], examples: set[int] | None) -> list[Row]:
+    """Rows, duplicated keys and each rule's violations per month; with the smallest and greatest
+    offending key of the rules in `examples` (and of duplicated keys) when it is given.
 
     A table with a unique key is grouped by it first, to count duplicated keys in the same job (the
     shuffle carries only keys and counters, never the wide rows).
     """
     key = F.struct(F.col(A).alias("a"), F.col(M).alias("m"))
-    flags = [F.coalesce(r.violated, F.lit(False)) for r in rules]
+    wanted = examples or set()
     unique = UNIQUE.get(table)
     if unique is None:
         per_row = frame.select(
             F.col(M).alias("_m"),
             F.lit(1).alias("_n"),
-            key.alias("_k"),
             *[F.when(f, 1).otherwise(0).alias(f"_c{i}") for i, f in enumerate(flags)],
-            *[F.when(f, key).alias(f"_e{i}") for i, f in enumerate(flags)],
+            *[F.when(flags[i], key).alias(f"_e{i}") for i in sorted(wanted)],
         )
         dup = F.lit(False)
     else:
         per_row = frame.groupBy(*unique).agg(
             F.min(M).alias("_m"),
             F.count(F.lit(1)).alias("_n"),
-            F.min(key).alias("_k"),
+            *([F.min(key).alias("_k")] if examples is not None else []),
             *[F.count(F.when(f, True)).alias(f"_c{i}") for i, f in enumerate(flags)],
-            *[F.min(F.when(f, key)).alias(f"_e{i}") for i, f in enumerate(flags)],
+            *[F.min(F.when(flags[i], key)).alias(f"_e{i}") for i in sorted(wanted)],
         )
         dup = F.col("_n") > 1
     aggs = [F.sum("_n").alias("rows"), F.count(F.when(dup, True)).alias("dup")]
-    aggs += [F.min(F.when(dup, F.col("_k"))).alias("dup_lo"), F.max(F.when(dup, F.col("_k"))).alias("dup_hi")]
-    for i in range(len(rules)):
-        aggs += [F.sum(f"_c{i}").alias(f"c{i}"), F.min(f"_e{i}").alias(f"lo{i}"), F.max(f"_e{i}").alias(f"hi{i}")]
-    months = sorted(per_row.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
+    if examples is not None and unique is not None:
+        aggs += [F.min(F.when(dup, F.col("_k"))).alias("dup_lo"), F.max(F.when(dup, F.col("_k"))).alias("dup_hi")]
+    aggs += [F.sum(f"_c{i}").alias(f"c{i}") for i in range(len(flags))]
+    for i in sorted(wanted):
+        aggs += [F.min(f"_e{i}").alias(f"lo{i}"), F.max(f"_e{i}").alias(f"hi{i}")]
+    return sorted(per_row.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
+
+
+def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, int], list[Problem]]:
+    """Rows per month and every rule counted per month, in ONE job when every rule holds.
+
+    Only when some rule (or the unique key) is broken does a second job find the smallest and
+    greatest offending keys of those rules: example keys are struct minima, which Spark aggregates
+    by sorting, so a clean check, the common case, does not pay for them.
+    """
+    flags = [F.coalesce(r.violated, F.lit(False)) for r in rules]
+    months = _aggregate(frame, table, flags, None)
+    broken = {i for i in range(len(rules)) if any(m[f"c{i}"] for m in months)}
+    if broken or any(m["dup"] for m in months):
+        months = _aggregate(frame, table, flags, broken)
     found = [(r.column, r.rule, r.severity, f"c{i}", f"lo{i}", f"hi{i}", "row") for i, r in enumerate(rules)]
+    unique = UNIQUE.get(table)
     if unique is not None:
         found.append((", ".join(unique), "key must be unique", "ERROR", "dup", "dup_lo", "dup_hi", "duplicated key"))
     problems = []
@@ -188,10 +205,11 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, i
         by_month = tuple((m["_m"] or "NULL", int(m[count] or 0)) for m in months if m[count])
         if not by_month:
             continue
-        keys = sorted({k for m in months for k in (_key(m[lo]), _key(m[hi])) if k is not None}, key=_order)
-        examples = tuple(keys[:EXAMPLES])
+        ends = [m.asDict().get(end) for m in months for end in (lo, hi)]  # absent if a rule broke between the jobs
+        examples = tuple(sorted({k for k in map(_key, ends) if k is not None}, key=_order)[:EXAMPLES])
         total = sum(n for _, n in by_month)
-        problems.append(Problem(table, column, rule, total, examples[0], unit, severity, by_month, examples))
+        example = examples[0] if examples else None
+        problems.append(Problem(table, column, rule, total, example, unit, severity, by_month, examples))
     return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems
 
 
@@ -238,7 +256,7 @@ def check_structure(frame: DataFrame, table: str) -> Report:
 
 
 def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tuple[str, str]) -> Report:
-    """latest_summary rows that are not the newest active `summary_rows` row of their account (one job).
+    """latest_summary rows that are not the newest active `summary_rows` row of their account (one job if none).
 
     Only accounts with an active row within `months` and a latest row not after them are judged:
     the rest lie outside what the caller read. The example names the columns that differ.
@@ -253,15 +271,12 @@ def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tup
         latest.select(A, F.struct(*columns).alias("_l")).join(newest, A).where(F.col("_l.rpt_as_of_mo") <= months[1])
     )
     differs = ~F.col("_l").eqNullSafe(F.col("_s"))
-    row = judged.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.count(F.when(differs, True)).alias("bad"),
-        F.min(F.when(differs, F.struct(A, "_l", "_s"))).alias("ex"),
-    ).first()
+    row = judged.agg(F.count(F.lit(1)).alias("n"), F.count(F.when(differs, True)).alias("bad")).first()
     assert row is not None
     problems = []
-    if row["bad"]:
-        got, want = row["ex"]["_l"].asDict(), row["ex"]["_s"].asDict()
+    example = judged.where(differs).orderBy(A).first() if row["bad"] else None  # a second job only on a refusal
+    if row["bad"] and example is not None:
+        got, want = example["_l"].asDict(), example["_s"].asDict()
         column = ", ".join(c for c in SUMMARY_COLUMNS if got[c] != want[c])
         rule = f"must equal the newest active summary row of its account (month {want[M]})"
         problems.append(Problem("latest_summary", column, rule, int(row["bad"]), (got[A], got[M]), "account"))

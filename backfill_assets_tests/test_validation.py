@@ -222,20 +222,27 @@ def _jobs(spark: SparkSession, run: Any) -> int:
     return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
 
 
-def test_all_rules_are_counted_in_one_aggregation(spark: SparkSession) -> None:
-    """Many violations at once: every rule reported, for the jobs of one aggregation query (AQE may run
-    its shuffle stages as jobs of their own, so the baseline is a plain aggregation of the same shape)."""
-    df = accounts(spark, account_row(None, "2024-13", base_ts=None), account_row(1, None)).cache()
-    df.count()
+def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: SparkSession) -> None:
+    """Every rule is counted in one aggregation query (AQE may run its shuffle stages as jobs of their
+    own, so the baseline is a plain aggregation of the same shape); only broken rules pay a second
+    query, for their example keys."""
+    good = accounts(spark, account_row(1), account_row(2)).cache()
+    bad = accounts(spark, account_row(None, "2024-13", base_ts=None), account_row(1, None)).cache()
+    good.count(), bad.count()
+    one_pass = _jobs(spark, lambda: good.agg(F.count(F.lit(1))).first())
     problems: list[Any] = []
-    one_pass = _jobs(spark, lambda: df.agg(F.count(F.lit(1))).first())
-    assert _jobs(spark, lambda: problems.extend(check_table(df, "accounts_all").problems)) == one_pass
+    assert _jobs(spark, lambda: problems.extend(check_table(good, "accounts_all").problems)) == one_pass
+    assert problems == []
+    assert _jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all").problems)) == 2 * one_pass
     assert len(problems) == 4
-    bad = summaries(spark, summary_row(1, "202401", balance_am_history=[1]), summary_row(1, "202401")).cache()
-    bad.count()
+    clean = summaries(spark, summary_row(1, "2024-01"), summary_row(1, "2024-02")).cache()
+    broken = summaries(spark, summary_row(1, "202401", balance_am_history=[1]), summary_row(1, "202401")).cache()
+    clean.count(), broken.count()
+    one_pass = _jobs(spark, lambda: clean.groupBy("cons_acct_key", "rpt_as_of_mo").count().agg(F.count("*")).first())
     problems.clear()
-    one_pass = _jobs(spark, lambda: bad.groupBy("cons_acct_key", "rpt_as_of_mo").count().agg(F.count("*")).first())
-    assert _jobs(spark, lambda: problems.extend(check_table(bad, "summary").problems)) == one_pass
+    assert _jobs(spark, lambda: problems.extend(check_table(clean, "summary").problems)) == one_pass
+    assert problems == []
+    assert _jobs(spark, lambda: problems.extend(check_table(broken, "summary").problems)) == 2 * one_pass
     assert {p.column for p in problems} == {"rpt_as_of_mo", "balance_am_history", "cons_acct_key, rpt_as_of_mo"}
 
 
