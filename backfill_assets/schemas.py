@@ -124,7 +124,8 @@ def _source_rules(bounds: Bounds) -> list[Rule]:
 def _has_sentinel(column: str) -> Column:
     if column in SENTINEL_AMOUNTS:
         return F.col(column).isin(*AMOUNT_SENTINELS)
-    return F.exists(F.col(column), lambda x: x.isin(*AMOUNT_SENTINELS))
+    # compiled, unlike an `exists` lambda; NULL (no sentinel, some NULL element) counts as none
+    return F.arrays_overlap(F.col(column), F.array(*[F.lit(v) for v in AMOUNT_SENTINELS]))
 
 
 def _summary_rules() -> list[Rule]:
