@@ -147,22 +147,32 @@ def classified_accounts(
         started, keys = time.monotonic(), context.partition_keys
         fault_point("reading")
         watermark = options.watermark(lakehouse)
-        unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
-        yield from gate(
-            result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
-        )
-        pending = options.pending_months(lakehouse, watermark)
-        _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
-        records = options.unapplied(lakehouse.read(lakehouse.accounts_table).where(partition_filter(keys)), watermark)
-        latest = (
-            lakehouse.read(lakehouse.latest_table)
-            .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
-        classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
-        yield from gate(result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")]))
-        latest.unpersist()
+        # the batch, read once: the source check, the latest rows and the winners all use it
+        unapplied = options.unapplied(
+            lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        latest: DataFrame | None = None
+        try:
+            yield from gate(
+                result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
+            )
+            pending = options.pending_months(lakehouse, watermark)
+            _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
+            records = options.unapplied(unapplied.where(partition_filter(keys)), watermark)
+            latest = (
+                lakehouse.read(lakehouse.latest_table)
+                .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
+                .persist(StorageLevel.MEMORY_AND_DISK)
+            )
+            yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
+            classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
+            yield from gate(
+                result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")])
+            )
+        finally:
+            for frame in (unapplied, latest):
+                if frame is not None:
+                    frame.unpersist()
         counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
         by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
         by_month: dict[str, dict[str, int]] = {}
