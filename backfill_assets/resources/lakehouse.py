@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar, cast
 
 import dagster as dg
 from pydantic import Field
@@ -28,6 +29,9 @@ RUNS_DDL = (
 STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
 WriteMode = Literal["merge-on-read", "copy-on-write", "table"]
 _MODE_PROPERTIES = ("write.merge.mode", "write.update.mode", "write.delete.mode")
+T = TypeVar("T")
+# Answers that depend only on tables' current snapshots, which are immutable: kept for the process.
+_BY_SNAPSHOTS: dict[tuple[Hashable, ...], object] = {}
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,22 @@ class Lakehouse(dg.ConfigurableResource):
                 session.sql(f"CREATE TABLE {self.name(table)} ({columns}) USING iceberg {partitioning}")
                 session.sql(f"INSERT INTO {self.name(table)} SELECT * FROM {self.name(table)} WHERE false")
 
+    def _by_snapshots(self, question: Hashable, tables: tuple[str, ...], compute: Callable[[], T]) -> T:
+        """`compute()`, or its earlier answer to `question` for the same current snapshots of `tables`."""
+        warehouse = self.spark.spark_conf()[f"spark.sql.catalog.{self.spark.catalog}.warehouse"]
+        key = (question, warehouse, *((self.name(t), self.snapshot_id(t)) for t in tables))
+        if key not in _BY_SNAPSHOTS:
+            _BY_SNAPSHOTS[key] = compute()
+        return cast(T, _BY_SNAPSHOTS[key])
+
     def watermark(self) -> dt.datetime | None:
-        """Every record with base_ts <= this is applied. Before any run: the greatest base_ts in summary."""
+        """Every record with base_ts <= this is applied. Before any run: the greatest base_ts in summary.
+
+        Every step of a run asks: answered once per state of the two tables it is read from.
+        """
+        return self._by_snapshots("watermark", (self.state_table, self.summary_table), self._watermark)
+
+    def _watermark(self) -> dt.datetime | None:
         session = self.spark.session
         row = session.sql(f"SELECT max(applied_through) AS w FROM {self.name(self.state_table)}").collect()[0]
         if row["w"] is not None:
@@ -135,7 +153,11 @@ class Lakehouse(dg.ConfigurableResource):
         table = self.name(self.accounts_table)
         if not self.spark.session.catalog.tableExists(table):
             raise dg.Failure(f"{table} does not exist: import account records first (backfill-assets import)")
-        files = self.spark.session.table(f"{table}.files")
+        question = ("pending loads", watermark)
+        return list(self._by_snapshots(question, (self.accounts_table,), lambda: self._pending_loads(watermark)))
+
+    def _pending_loads(self, watermark: dt.datetime | None) -> tuple[PendingLoad, ...]:
+        files = self.spark.session.table(f"{self.name(self.accounts_table)}.files")
         metrics = F.col("readable_metrics.base_ts")
         if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be refused
             files = files.where((metrics["upper_bound"] > F.lit(watermark)) | (metrics["null_value_count"] > 0))
@@ -145,7 +167,7 @@ class Lakehouse(dg.ConfigurableResource):
             .orderBy("m")
             .collect()
         )
-        return [PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows]
+        return tuple(PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows)
 
     def commit(
         self, rows: DataFrame, latest: DataFrame, months: tuple[str, str], applied_through: dt.datetime, run_id: str
