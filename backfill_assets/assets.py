@@ -147,10 +147,14 @@ def classified_accounts(
         started, keys = time.monotonic(), context.partition_keys
         fault_point("reading")
         watermark = options.watermark(lakehouse)
-        # the batch, read once: the source check, the latest rows and the winners all use it
-        unapplied = options.unapplied(
-            lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        # the batch, read once: the source check, the latest rows and the winners all use it; a load's
+        # many small files go into as many partitions as a shuffle has, not a task per file for each use
+        tasks = int(lakehouse.spark.session.conf.get("spark.sql.shuffle.partitions") or 1)
+        unapplied = (
+            options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
+            .coalesce(tasks)
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         latest: DataFrame | None = None
         try:
             yield from gate(

@@ -175,10 +175,10 @@ class Measured:
     write_mode: str
 
 
-def measure(size: str, seed: int, older: int, sample: int) -> Measured:
+def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str]) -> Measured:
     """Generate or reset the workload, then warm up, time the floor, and time and check the backfill."""
     suffix = f"_older{older}" if older else ""
-    spark_resource = SparkIceberg(namespace=f"bench_{size}_{seed}{suffix}")
+    spark_resource = SparkIceberg(namespace=f"bench_{size}_{seed}{suffix}", extra_conf=conf)
     lakehouse = Lakehouse(spark=spark_resource)
     spark = spark_resource.session
     meter = Meter(spark)
@@ -262,10 +262,18 @@ def main(argv: list[str] | None = None) -> None:
         default=24,
         help="second workload: the same accounts and batch with this many more months of older history (0: skip)",
     )
+    args.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting for floor and backfill alike (repeatable), e.g. spark.sql.adaptive.enabled=false",
+    )
     opts = args.parse_args(argv)
+    conf = dict(c.split("=", 1) for c in opts.conf)
     accounts = f"{SIZES[opts.size]:,} accounts"
-    base = measure(opts.size, opts.seed, 0, opts.sample)
-    older = measure(opts.size, opts.seed, opts.older_months, opts.sample) if opts.older_months else None
+    base = measure(opts.size, opts.seed, 0, opts.sample, conf)
+    older = measure(opts.size, opts.seed, opts.older_months, opts.sample, conf) if opts.older_months else None
     print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}", base)
     if older is not None:
         print_table(f"the same batch with {opts.older_months} more months of older history", older)
@@ -273,6 +281,8 @@ def main(argv: list[str] | None = None) -> None:
             f"older history: backfill {older.backfill.seconds:.1f} s against {base.backfill.seconds:.1f} s"
             f" (ratio {older.backfill.seconds / base.backfill.seconds:.2f})"
         )
+    if conf:
+        print("spark settings: " + ", ".join(f"{k}={v}" for k, v in conf.items()))
     py_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"python process peak RSS (MiB): {py_peak / (1024 * 1024):.0f}")
 

@@ -6,7 +6,7 @@ import datetime as dt
 import itertools
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import dagster as dg
@@ -51,6 +51,17 @@ def record(account: int, month: str, base_ts: dt.datetime | None = None, **value
     assert not unknown, unknown
     row.update(values)
     return row
+
+
+def spark_jobs(spark: SparkSession, run: Callable[[], object]) -> int:
+    """How many Spark jobs `run()` starts."""
+    group = f"count-{uuid.uuid4().hex}"
+    spark.sparkContext.setJobGroup(group, "count jobs")
+    try:
+        run()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
 
 
 class Lake:

@@ -15,7 +15,7 @@ from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
 from backfill_assets.transforms.months import add_months, month_range
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.lake import Lake, record, spark_jobs
 
 LAST = MONTHLY.get_last_partition_key() or ""
 
@@ -166,6 +166,26 @@ def test_full_refresh_and_watermark_override_reapply_applied_records(
     assert again.metadata["classified_accounts"]["records"] == 1  # only the record after the override
     lake.assert_matches_model()
     assert run_pending(lake.defs, lake.instance).partitions is None  # the stored watermark is where it was
+
+
+def test_the_watermark_and_pending_loads_are_read_once_per_state_of_their_tables(
+    spark: SparkSession, spark_resource: SparkIceberg
+) -> None:
+    """Every step of a run asks for them: the second ask costs no Spark job, until a load or a commit."""
+    lake = Lake(spark, spark_resource)
+    lake.deliver(history(1, "2024-01", "2024-03"))
+    lake.run()
+    lakehouse = lake.lakehouse
+    watermark = lakehouse.watermark()
+    assert lakehouse.pending_months(watermark) == []
+    assert spark_jobs(spark, lambda: (lakehouse.watermark(), lakehouse.pending_months(watermark))) == 0
+
+    lake.deliver([record(1, "2024-02", acct_bal_am=5)])  # a new snapshot of accounts_all
+    assert lakehouse.pending_months(watermark) == ["2024-02"]
+    lake.run()  # a new snapshot of the state table
+    later = lakehouse.watermark()
+    assert watermark is not None and later is not None and later > watermark
+    assert lakehouse.pending_months(later) == []
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ from pyspark.sql.types import ArrayType, ShortType, StringType, StructField, Str
 
 from backfill_assets.tables import ACCOUNTS_ALL, GRID, HISTORIES, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.validation import ValidationError, check_table, validate_table
+from backfill_assets_tests.lake import spark_jobs
 
 T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)
 
@@ -212,16 +212,6 @@ def test_duplicate_keys_are_refused(spark: SparkSession) -> None:
     assert messages(accounts(spark, account_row(1), account_row(1)), "accounts_all") == []
 
 
-def _jobs(spark: SparkSession, run: Any) -> int:
-    group = f"validation-{uuid.uuid4().hex}"
-    spark.sparkContext.setJobGroup(group, "count jobs")
-    try:
-        run()
-    finally:
-        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-    return len(spark.sparkContext.statusTracker().getJobIdsForGroup(group))
-
-
 def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: SparkSession) -> None:
     """Every rule is counted in one aggregation query (AQE may run its shuffle stages as jobs of their
     own, so the baseline is a plain aggregation of the same shape); only broken rules pay a second
@@ -229,26 +219,27 @@ def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: S
     good = accounts(spark, account_row(1), account_row(2)).cache()
     bad = accounts(spark, account_row(None, "2024-13", base_ts=None), account_row(1, None)).cache()
     good.count(), bad.count()
-    one_pass = _jobs(spark, lambda: good.agg(F.count(F.lit(1))).first())
+    one_pass = spark_jobs(spark, lambda: good.agg(F.count(F.lit(1))).first())
     problems: list[Any] = []
-    assert _jobs(spark, lambda: problems.extend(check_table(good, "accounts_all").problems)) == one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(good, "accounts_all").problems)) == one_pass
     assert problems == []
-    assert _jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all").problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all").problems)) == 2 * one_pass
     assert len(problems) == 4
     clean = summaries(spark, summary_row(1, "2024-01"), summary_row(1, "2024-02")).cache()
     broken = summaries(spark, summary_row(1, "202401", balance_am_history=[1]), summary_row(1, "202401")).cache()
     clean.count(), broken.count()
-    one_pass = _jobs(spark, lambda: clean.groupBy("cons_acct_key", "rpt_as_of_mo").count().agg(F.count("*")).first())
+    keys = clean.groupBy("cons_acct_key", "rpt_as_of_mo")
+    one_pass = spark_jobs(spark, lambda: keys.count().agg(F.count("*")).first())
     problems.clear()
-    assert _jobs(spark, lambda: problems.extend(check_table(clean, "summary").problems)) == one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(clean, "summary").problems)) == one_pass
     assert problems == []
-    assert _jobs(spark, lambda: problems.extend(check_table(broken, "summary").problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(broken, "summary").problems)) == 2 * one_pass
     assert {p.column for p in problems} == {"rpt_as_of_mo", "balance_am_history", "cons_acct_key, rpt_as_of_mo"}
 
 
 def test_schema_problems_cost_no_job(spark: SparkSession) -> None:
     df = accounts(spark).drop("base_ts")
-    assert _jobs(spark, lambda: check_table(df, "accounts_all")) == 0
+    assert spark_jobs(spark, lambda: check_table(df, "accounts_all")) == 0
 
 
 def test_unknown_table(spark: SparkSession) -> None:

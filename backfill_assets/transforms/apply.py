@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALARS, SUMMARY_COLUMNS
+from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALAR_TYPES, SCALARS, SUMMARY_COLUMNS
 from backfill_assets.transforms.months import month_index
 from backfill_assets.transforms.values import grid, is_deleted
 
@@ -13,22 +13,33 @@ A = "cons_acct_key"
 
 
 def _histories() -> Column:
-    """All seven histories in one pass over positions 0…35, a struct of the seven values per position.
+    """All seven histories, a struct of seven 36-element arrays.
 
-    Position i: the patch of month (row − i) if any, else the old row's values, else the base row's
-    shifted. One lambda instead of seven: Spark interprets lambdas, and the patch lookup is shared.
+    Each starts from the old row's array, or else the base row's shifted by `shift` months (whole-array
+    functions, compiled), and takes each patch of month (row − i) at its position i. Only that last
+    step is a lambda, one iteration per patch (one to three a row), not one per position: Spark
+    interprets lambdas, and one that built all seven values of each of the 36 positions took most of
+    a medium batch's `apply_patches`.
     """
+    old, base, shift = F.col("old"), F.col("base.row"), F.col("shift")
 
-    def values(array: str) -> str:
-        return "named_struct(" + ", ".join(f"'{v}', {array.format(h=h)}" for h, v in HISTORIES.items()) + ")"
+    def history(h: str, v: str) -> Column:
+        nulls = F.array_repeat(F.lit(None).cast(SCALAR_TYPES[v]), HISTORY_LENGTH)
+        shifted = F.concat(F.array_repeat(F.lit(None).cast(SCALAR_TYPES[v]), shift), F.coalesce(base[h], nulls))
+        start = F.coalesce(
+            F.when(F.col("old_active"), old[h]).when(shift.isNotNull(), F.slice(shifted, 1, HISTORY_LENGTH)), nulls
+        )
+        return F.aggregate(
+            F.map_entries("patch"),
+            start,
+            lambda acc, e: F.concat(
+                F.slice(acc, F.lit(1), e["key"]),
+                F.array(e["value"][v]),
+                F.slice(acc, e["key"] + 2, F.lit(HISTORY_LENGTH - 1) - e["key"]),
+            ),
+        )
 
-    return F.expr(
-        f"""transform(sequence(0, {HISTORY_LENGTH - 1}), i -> CASE
-              WHEN map_contains_key(patch, i) THEN patch[i]
-              WHEN old_active THEN {values("old.{h}[i]")}
-              WHEN i >= shift THEN {values("base.row.{h}[i - shift]")}
-            END)"""
-    )
+    return F.struct(*[history(h, v).alias(v) for h, v in HISTORIES.items()])
 
 
 def _gather(patches: DataFrame, window_rows: DataFrame, latest: DataFrame) -> DataFrame:
@@ -115,8 +126,10 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
     updated = staged.select(
         A, "mo", "was_latest", written.alias("written"), F.when(written, new_row).otherwise(F.col("old")).alias("row")
     )
-    newest = Window.partitionBy(A).orderBy(is_deleted(F.col("row.soft_del_cd")).asc(), F.col("mo").desc())
-    is_newest = F.row_number().over(newest) == 1
+    # the newest active row, else the newest: from maxima over the account, which need no sort of their own
+    account = Window.partitionBy(A)
+    newest_active = F.max(F.when(~is_deleted(F.col("row.soft_del_cd")), F.col("mo"))).over(account)
+    is_newest = F.col("mo") == F.coalesce(newest_active, F.max("mo").over(account))
     return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))
 
 
