@@ -85,6 +85,7 @@ def ui(spark: SparkSession, spark_resource: SparkIceberg, tmp_path_factory: pyte
     (home / "dagster.yaml").write_text(
         f"storage:\n  sqlite:\n    base_dir: {home / 'storage'}\n"
         "run_queue:\n  max_concurrent_runs: 1\ntelemetry:\n  enabled: false\n"
+        "nux:\n  enabled: false\n"  # no one-time community dialog popping up over the launch dialog
     )
     spark_config = {
         "namespace": lake.resource.namespace,
@@ -163,8 +164,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(90_000)
-    skip = opened.get_by_role("button", name="Skip")  # Dagster's one-time community dialog, whenever it shows
-    opened.add_locator_handler(skip, lambda button: button.click())
     yield opened
     context.close()
 
