@@ -14,7 +14,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.checks import gate, result, spec
+from backfill_assets.checks import concurrently, gate, result, spec
 from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import partition_filter
 from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
@@ -22,7 +22,7 @@ from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
-from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, written_rows
+from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import CASES, classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
@@ -298,7 +298,7 @@ def summary_backfilled(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """summary and latest_summary with every patch of late months s-35 … s applied, committed atomically.
 
-    What it reads is checked before it computes, and what it would write before it commits.
+    What it reads is checked before anything is written, and what it would write before it commits.
     """
     with _run_lock(context, lakehouse):
         started = time.monotonic()
@@ -330,31 +330,27 @@ def summary_backfilled(
         )
         updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            window_report = check_frame(window_rows, "summary")
-            read_checks = [
-                result(WINDOW_CHECK, "summary_backfilled", [window_report]),
-                result(AGREES_CHECK, "summary_backfilled", [latest_disagreements(latest_old, window_rows, window)]),
-            ]
-            yield from gate(*read_checks)
-            context.log.info("read checks passed; computing the rows to commit")
-            written, latest_new = written_rows(updated), changed_latest_rows(updated)
-            after = window_rows.join(
-                written.select("cons_acct_key", "rpt_as_of_mo"), ["cons_acct_key", "rpt_as_of_mo"], "left_anti"
+            summary_read, latest_read = rows_read(updated)
+            window_report, agrees_report = concurrently(
+                lambda: check_frame(window_rows, "summary"),
+                lambda: latest_disagreements(latest_read, summary_read, window),
             )
-            latest_after = latest_old.join(latest_new.select("cons_acct_key"), "cons_acct_key", "left_anti")
-            written_report = check_frame(written, "summary")
-            write_checks = [
+            yield from gate(
+                result(WINDOW_CHECK, "summary_backfilled", [window_report]),
+                result(AGREES_CHECK, "summary_backfilled", [agrees_report]),
+            )
+            context.log.info("read checks passed; checking the rows to commit")
+            written, latest_new = written_rows(updated), changed_latest_rows(updated)
+            summary_after, latest_after = rows_after(updated)
+            written_report, *latest_reports = concurrently(
+                lambda: check_frame(written, "summary"),
+                lambda: check_frame(latest_new, "latest_summary"),
+                lambda: latest_disagreements(latest_after, summary_after, window),
+            )
+            yield from gate(
                 result(ROWS_CHECK, "summary_backfilled", [written_report]),
-                result(
-                    LATEST_ROWS_CHECK,
-                    "summary_backfilled",
-                    [
-                        check_frame(latest_new, "latest_summary"),
-                        latest_disagreements(latest_after.unionByName(latest_new), after.unionByName(written), window),
-                    ],
-                ),
-            ]
-            yield from gate(*write_checks)
+                result(LATEST_ROWS_CHECK, "summary_backfilled", latest_reports),
+            )
             context.log.info("write checks passed; committing summary, then latest_summary")
             commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
             lakehouse.end_run(context.run.run_id, ok=True)

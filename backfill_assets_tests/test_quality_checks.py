@@ -5,12 +5,14 @@ passes every check."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
+from backfill_assets.checks import concurrently
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
@@ -193,3 +195,19 @@ def test_doubtful_records_warn_and_do_not_stop_the_run(spark: SparkSession, spar
     assert "asset_class_cd_4in: should give a payment rating" in (check.description or "")
     assert any("WARN" in line for line in report.lines())
     lake.assert_matches_model()
+
+
+def test_independent_checks_are_evaluated_at_once_and_reported_in_order() -> None:
+    barrier = threading.Barrier(2, timeout=10)  # each check waits for the other: one after the other would time out
+
+    def check(n: int) -> int:
+        barrier.wait()
+        return n
+
+    assert concurrently(lambda: check(1), lambda: check(2)) == [1, 2]
+
+    def broken() -> int:
+        raise ValueError("a check that cannot be evaluated")
+
+    with pytest.raises(ValueError, match="cannot be evaluated"):
+        concurrently(lambda: 1, broken)

@@ -68,7 +68,8 @@ def _gather(patches: DataFrame, window_rows: DataFrame, latest: DataFrame) -> Da
         everything.repartition(A)  # one shuffle: everything below stays within an account
         .groupBy(A, "mo")
         .agg(
-            F.first("old", ignorenulls=True).alias("old"),
+            F.first(F.when(~F.col("was_latest"), F.col("old")), ignorenulls=True).alias("summary_old"),
+            F.first(F.when(F.col("was_latest"), F.col("old")), ignorenulls=True).alias("latest_old"),
             F.max("was_latest").alias("was_latest"),
             F.first("own", ignorenulls=True).alias("own"),
             F.map_from_entries(F.collect_list("entry")).alias("patch"),
@@ -90,6 +91,7 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
     by_month = Window.partitionBy(A).orderBy("mo")
     staged = (
         _gather(patches, window_rows, latest)
+        .withColumn("old", F.coalesce("summary_old", "latest_old"))  # equal where both exist (checked)
         .withColumn("old_active", F.col("old").isNotNull() & ~is_deleted(F.col("old.soft_del_cd")))
         .withColumn(
             "base",  # the closest earlier active old row, used only if it is the record's base_mo
@@ -124,7 +126,16 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
         grid(histories["payment_rating_cd_history"]).alias(GRID),
     )
     updated = staged.select(
-        A, "mo", "was_latest", written.alias("written"), F.when(written, new_row).otherwise(F.col("old")).alias("row")
+        A,
+        "mo",
+        "was_latest",
+        written.alias("written"),
+        F.when(written, new_row).otherwise(F.col("old")).alias("row"),
+        # what the run read, for the checks: the old summary row where `row` replaces it (elsewhere
+        # `row` is that old row: not kept twice), and the old latest_summary row
+        F.col("summary_old").isNotNull().alias("from_summary"),
+        F.when(written, F.col("summary_old")).alias("summary_old"),
+        "latest_old",
     )
     # the newest active row, else the newest: from maxima over the account, which need no sort of their own
     account = Window.partitionBy(A)
@@ -133,11 +144,37 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
     return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))
 
 
+def _rows(frame: DataFrame, row: str | Column) -> DataFrame:
+    """Summary columns from a row struct, the account key taken from `frame` itself: Spark then
+    knows the result is still partitioned and sorted by account, so what is grouped or joined by
+    account below needs no shuffle of the wide rows."""
+    struct = F.col(row) if isinstance(row, str) else row
+    return frame.select(*[F.col(A) if c == A else struct[c].alias(c) for c in SUMMARY_COLUMNS])
+
+
 def written_rows(updated: DataFrame) -> DataFrame:
     """The summary rows to MERGE."""
-    return updated.where("written").select("row.*")
+    return _rows(updated.where("written"), "row")
 
 
 def changed_latest_rows(updated: DataFrame) -> DataFrame:
     """The latest_summary rows to MERGE."""
-    return updated.where("latest_changed").select("row.*")
+    return _rows(updated.where("latest_changed"), "row")
+
+
+def rows_read(updated: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The summary rows and the latest_summary rows the run read, as it read them."""
+    summary = F.coalesce(F.col("summary_old"), F.col("row"))
+    return _rows(updated.where("from_summary"), summary), _rows(
+        updated.where(F.col("latest_old").isNotNull()), "latest_old"
+    )
+
+
+def rows_after(updated: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """The summary rows read or written, and each account's latest_summary row, as they are after the run."""
+    summary = _rows(updated.where(F.col("from_summary") | F.col("written")), "row")
+    replaced = F.max("latest_changed").over(Window.partitionBy(A))
+    latest = updated.withColumn("_replaced", replaced).where(
+        F.col("latest_changed") | (F.col("latest_old").isNotNull() & ~F.col("_replaced"))
+    )
+    return summary, _rows(latest, F.when(F.col("latest_changed"), F.col("row")).otherwise(F.col("latest_old")))
