@@ -18,7 +18,8 @@ import resource
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,43 +49,94 @@ class Phase:
     written_bytes: int
     shuffle_bytes: int
     jvm_heap_peak: int
+    jvm_heap_after_gc_peak: int
+
+
+class HeapSampler:
+    """The driver JVM heap over a phase, sampled every 0.1 s: in use, and what each collection left.
+
+    "In use" counts garbage not yet collected, so it climbs towards the heap's maximum whatever the
+    job needs (the JVM collects only when it must). What a collection leaves is what the job held
+    at that moment: its peak is the memory the phase needs. A sum of the per-pool peaks the JVM
+    keeps would add peaks of different moments, hence the sampling.
+    """
+
+    def __init__(self, spark: SparkSession) -> None:
+        sc = spark.sparkContext
+        jvm, gateway = sc._jvm, sc._gateway  # type: ignore[attr-defined]
+        management = jvm.java.lang.management.ManagementFactory
+        self.memory = management.getMemoryMXBean()
+        self.collectors = list(management.getGarbageCollectorMXBeans())
+        # through the exported interface: py4j cannot call the JDK's internal implementation class
+        self._last_gc = jvm.java.lang.Class.forName("com.sun.management.GarbageCollectorMXBean").getMethod(
+            "getLastGcInfo", gateway.new_array(jvm.java.lang.Class, 0)
+        )
+        self._no_args = gateway.new_array(jvm.java.lang.Object, 0)
+        self._heap_pools = {str(p.getName()) for p in management.getMemoryPoolMXBeans() if p.getType().name() == "HEAP"}
+
+    def collect(self) -> None:
+        self.memory.gc()
+
+    def in_use(self) -> int:
+        return int(self.memory.getHeapMemoryUsage().getUsed())
+
+    def after_last_gcs(self) -> dict[str, tuple[int, int]]:
+        """Per collector, the id of its last collection and the heap that collection left."""
+        out = {}
+        for collector in self.collectors:
+            info = self._last_gc.invoke(collector, self._no_args)
+            if info is not None:
+                after = info.getMemoryUsageAfterGc()
+                left = sum(int(after.get(p).getUsed()) for p in after.keySet() if p in self._heap_pools)
+                out[str(collector.getName())] = (int(info.getId()), left)
+        return out
+
+    @contextmanager
+    def sampling(self) -> Iterator[list[int]]:
+        """Collect, then sample until the block ends: [peak heap in use, peak heap a collection left]."""
+        self.collect()
+        done, peaks = threading.Event(), [0, 0]
+        sampler = threading.Thread(target=self._sample, args=(done, peaks), daemon=True)
+        sampler.start()
+        try:
+            yield peaks
+        finally:
+            done.set()
+            sampler.join()
+
+    def _sample(self, done: threading.Event, peaks: list[int]) -> None:
+        seen = {name: gc_id for name, (gc_id, _) in self.after_last_gcs().items()}
+        while True:
+            stop = done.wait(0.1)
+            peaks[0] = max(peaks[0], self.in_use())
+            for name, (gc_id, left) in self.after_last_gcs().items():
+                if seen.get(name) != gc_id:
+                    seen[name] = gc_id
+                    peaks[1] = max(peaks[1], left)
+            if stop:
+                return
 
 
 class Meter:
-    """Wall time, Spark jobs and I/O bytes (from the Spark UI's REST API) and JVM heap peak of a phase.
-
-    The heap peak is sampled (total heap in use, every 0.2 s): the sum of the per-pool peaks that
-    the JVM keeps would add peaks of different moments.
-    """
+    """Wall time, Spark jobs and I/O bytes (from the Spark UI's REST API) and JVM heap peaks of a phase."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.spark = spark
         sc = spark.sparkContext
         self.url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}"
-        self.memory = sc._jvm.java.lang.management.ManagementFactory.getMemoryMXBean()  # type: ignore[attr-defined]
+        self.heap = HeapSampler(spark)
 
     def _stages(self) -> list[dict[str, Any]]:
         with urllib.request.urlopen(f"{self.url}/stages?status=complete") as r:
             return json.load(r)
 
-    def _sample_heap(self, done: threading.Event, peak: list[int]) -> None:
-        while not done.wait(0.2):
-            peak[0] = max(peak[0], int(self.memory.getHeapMemoryUsage().getUsed()))
-
     def measure(self, fn: Callable[[], T]) -> tuple[T, Phase]:
         before = {s["stageId"] for s in self._stages()}
         jobs_before = len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(None))
-        self.memory.gc()
-        done, peak = threading.Event(), [0]
-        sampler = threading.Thread(target=self._sample_heap, args=(done, peak), daemon=True)
-        sampler.start()
-        start = time.perf_counter()
-        try:
+        with self.heap.sampling() as peaks:
+            start = time.perf_counter()
             out = fn()
-        finally:
             seconds = time.perf_counter() - start
-            done.set()
-            sampler.join()
         new = [s for s in self._stages() if s["stageId"] not in before]
         jobs = len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(None)) - jobs_before
         return out, Phase(
@@ -93,7 +145,7 @@ class Meter:
             sum(s["inputBytes"] for s in new),
             sum(s["outputBytes"] for s in new),
             sum(s["shuffleWriteBytes"] for s in new),
-            peak[0],
+            *peaks,
         )
 
 
@@ -168,6 +220,7 @@ class Measured:
     changed: int
     partitions: tuple[str, str]
     floor: Phase
+    floor_after: Phase
     backfill: Phase
     steps: dict[str, float]
     checked_accounts: int
@@ -176,7 +229,11 @@ class Measured:
 
 
 def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str]) -> Measured:
-    """Generate or reset the workload, then warm up, time the floor, and time and check the backfill."""
+    """Generate or reset the workload, warm up, then time the floor, the backfill and the floor again, and check.
+
+    The floor is timed before and after the backfill (both read the summary as it was before it),
+    and the ratio takes their mean: this machine's speed drifts within minutes.
+    """
     suffix = f"_older{older}" if older else ""
     spark_resource = SparkIceberg(namespace=f"bench_{size}_{seed}{suffix}", extra_conf=conf)
     lakehouse = Lakehouse(spark=spark_resource)
@@ -189,7 +246,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
     assert applied is not None
     months = lakehouse.pending_months(applied)
     first, last = months[0], min(add_months(months[-1], 35), END_MONTH)
-    summary = spark.table(lakehouse.name(lakehouse.summary_table))
+    summary = lakehouse.read(lakehouse.summary_table, lakehouse.snapshot_id(lakehouse.summary_table))
     summary_rows = summary.count()
     affected = summary.where(F.col("rpt_as_of_mo").between(first, last))
     scratch = spark_resource.table("bench_floor")
@@ -204,6 +261,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
     report, run_phase = meter.measure(lambda: run_pending(build_defs(spark_resource, lakehouse), instance))
     assert report.success, report.lines()
     assert report.run_id is not None
+    _, floor_after = meter.measure(floor)
     late_accounts = [
         r[0]
         for r in spark.table(spark_resource.table("classified_accounts"))
@@ -219,6 +277,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
         changed=report.metadata.get("summary_backfilled", {}).get("summary_rows_written", 0),
         partitions=(first, last),
         floor=floor_phase,
+        floor_after=floor_after,
         backfill=run_phase,
         steps=step_seconds(instance, report.run_id),
         checked_accounts=len(late_accounts),
@@ -230,23 +289,30 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
 def print_table(title: str, m: Measured) -> None:
     mib = 1024 * 1024
     f, b = m.floor, m.backfill
+    floor_seconds = (f.seconds + m.floor_after.seconds) / 2
     rows = [
         ("summary rows", f"{m.summary_rows:,}", ""),
         ("late records (winners)", f"{m.late:,}", ""),
         ("summary rows changed", f"{m.changed:,}", ""),
         ("affected partitions", f"{m.partitions[0]} … {m.partitions[1]}", ""),
-        ("seconds", f"{f.seconds:.1f}", f"{b.seconds:.1f}"),
+        ("seconds (floor: mean)", f"{floor_seconds:.1f}", f"{b.seconds:.1f}"),
         ("spark jobs", str(f.jobs), str(b.jobs)),
         ("bytes read incl. cache (MiB)", f"{f.read_bytes / mib:.1f}", f"{b.read_bytes / mib:.1f}"),
         ("bytes written (MiB)", f"{f.written_bytes / mib:.1f}", f"{b.written_bytes / mib:.1f}"),
         ("shuffle written (MiB)", f"{f.shuffle_bytes / mib:.1f}", f"{b.shuffle_bytes / mib:.1f}"),
-        ("driver JVM heap peak (MiB)", f"{f.jvm_heap_peak / mib:.0f}", f"{b.jvm_heap_peak / mib:.0f}"),
+        ("driver heap in use, peak (MiB)", f"{f.jvm_heap_peak / mib:.0f}", f"{b.jvm_heap_peak / mib:.0f}"),
+        (
+            "driver heap after GC, peak",
+            f"{f.jvm_heap_after_gc_peak / mib:.0f}",
+            f"{b.jvm_heap_after_gc_peak / mib:.0f}",
+        ),
     ]
     print(f"\n{title} (MERGE mode {m.write_mode})")
     print(f"{'':30} {'floor':>16} {'backfill':>16}")
     for name, a, c in rows:
         print(f"{name:30} {a:>16} {c:>16}")
-    print(f"{'ratio backfill / floor':30} {b.seconds / f.seconds:>33.2f}")
+    print(f"{'ratio backfill / floor':30} {b.seconds / floor_seconds:>33.2f}")
+    print(f"floor seconds before / after the backfill: {f.seconds:.1f} / {m.floor_after.seconds:.1f}")
     print("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in m.steps.items()))
     print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
 

@@ -1,0 +1,37 @@
+"""The benchmark's heap meter: what a phase holds counts, the garbage it leaves does not."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from pyspark.sql import SparkSession
+
+from backfill_assets_tests.bench import HeapSampler
+
+MIB = 1024 * 1024
+
+
+def _phase(spark: SparkSession, heap: HeapSampler, hold_mib: int, garbage_mib: int) -> tuple[int, int]:
+    """Heap in use and heap after GC, peaks of a phase that holds one array and drops others, then collects."""
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    with heap.sampling() as peaks:
+        held = jvm.java.nio.ByteBuffer.allocate(hold_mib * MIB) if hold_mib else None  # a byte[] on the heap
+        if garbage_mib:  # a string per row, each dropped at once (local mode: the tasks run in the driver JVM)
+            spark.range(garbage_mib * 10_000).selectExpr("sum(length(repeat(string(id), 20)))").collect()
+        heap.collect()
+        time.sleep(0.3)
+    del held
+    gc.collect()
+    return peaks[0], peaks[1]
+
+
+def test_the_heap_after_collections_counts_what_a_phase_holds_and_not_its_garbage(spark: SparkSession) -> None:
+    heap = HeapSampler(spark)
+    garbage_in_use, garbage_after_gc = _phase(spark, heap, hold_mib=0, garbage_mib=2000)
+    held_in_use, held_after_gc = _phase(spark, heap, hold_mib=300, garbage_mib=0)
+
+    assert held_after_gc >= garbage_after_gc + 280 * MIB, (held_after_gc // MIB, garbage_after_gc // MIB)
+    assert held_in_use >= held_after_gc
+    # the garbage was seen in use, and the collections freed it
+    assert garbage_in_use >= garbage_after_gc + 64 * MIB, (garbage_in_use // MIB, garbage_after_gc // MIB)
