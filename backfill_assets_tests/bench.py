@@ -12,6 +12,7 @@ affects both sides alike.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import resource
@@ -226,6 +227,15 @@ class Measured:
     checked_accounts: int
     checked_rows: int
     write_mode: str
+    ratios: tuple[float, ...] = ()  # of every repeated run, when this is the median one
+
+    @property
+    def floor_seconds(self) -> float:
+        return (self.floor.seconds + self.floor_after.seconds) / 2
+
+    @property
+    def ratio(self) -> float:
+        return self.backfill.seconds / self.floor_seconds
 
 
 def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str]) -> Measured:
@@ -289,20 +299,19 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
 def print_table(title: str, m: Measured) -> None:
     mib = 1024 * 1024
     f, b = m.floor, m.backfill
-    floor_seconds = (f.seconds + m.floor_after.seconds) / 2
     rows = [
         ("summary rows", f"{m.summary_rows:,}", ""),
         ("late records (winners)", f"{m.late:,}", ""),
         ("summary rows changed", f"{m.changed:,}", ""),
         ("affected partitions", f"{m.partitions[0]} … {m.partitions[1]}", ""),
-        ("seconds (floor: mean)", f"{floor_seconds:.1f}", f"{b.seconds:.1f}"),
+        ("seconds (floor: mean)", f"{m.floor_seconds:.1f}", f"{b.seconds:.1f}"),
         ("spark jobs", str(f.jobs), str(b.jobs)),
         ("bytes read incl. cache (MiB)", f"{f.read_bytes / mib:.1f}", f"{b.read_bytes / mib:.1f}"),
         ("bytes written (MiB)", f"{f.written_bytes / mib:.1f}", f"{b.written_bytes / mib:.1f}"),
         ("shuffle written (MiB)", f"{f.shuffle_bytes / mib:.1f}", f"{b.shuffle_bytes / mib:.1f}"),
         ("driver heap in use, peak (MiB)", f"{f.jvm_heap_peak / mib:.0f}", f"{b.jvm_heap_peak / mib:.0f}"),
         (
-            "driver heap after GC, peak",
+            "driver heap after GC (MiB)",
             f"{f.jvm_heap_after_gc_peak / mib:.0f}",
             f"{b.jvm_heap_after_gc_peak / mib:.0f}",
         ),
@@ -311,10 +320,19 @@ def print_table(title: str, m: Measured) -> None:
     print(f"{'':30} {'floor':>16} {'backfill':>16}")
     for name, a, c in rows:
         print(f"{name:30} {a:>16} {c:>16}")
-    print(f"{'ratio backfill / floor':30} {b.seconds / floor_seconds:>33.2f}")
+    print(f"{'ratio backfill / floor':30} {m.ratio:>33.2f}")
     print(f"floor seconds before / after the backfill: {f.seconds:.1f} / {m.floor_after.seconds:.1f}")
+    if len(m.ratios) > 1:
+        ratios = ", ".join(f"{r:.2f}" for r in m.ratios)
+        print(f"ratios of {len(m.ratios)} runs in turn: {ratios} (the table shows the median run)")
     print("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in m.steps.items()))
     print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
+
+
+def median_run(runs: list[Measured]) -> Measured:
+    """The run of the median ratio (the lower middle one of an even number), with every run's ratio."""
+    median = sorted(runs, key=lambda r: r.ratio)[(len(runs) - 1) // 2]
+    return dataclasses.replace(median, ratios=tuple(r.ratio for r in runs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -329,6 +347,12 @@ def main(argv: list[str] | None = None) -> None:
         help="second workload: the same accounts and batch with this many more months of older history (0: skip)",
     )
     args.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="measure each workload this many times and print the run of the median ratio (a noisy machine)",
+    )
+    args.add_argument(
         "--conf",
         action="append",
         default=[],
@@ -336,10 +360,16 @@ def main(argv: list[str] | None = None) -> None:
         help="a Spark setting for floor and backfill alike (repeatable), e.g. spark.sql.adaptive.enabled=false",
     )
     opts = args.parse_args(argv)
+    if opts.repeat < 1:
+        args.error("--repeat must be at least 1")
     conf = dict(c.split("=", 1) for c in opts.conf)
     accounts = f"{SIZES[opts.size]:,} accounts"
-    base = measure(opts.size, opts.seed, 0, opts.sample, conf)
-    older = measure(opts.size, opts.seed, opts.older_months, opts.sample, conf) if opts.older_months else None
+    base = median_run([measure(opts.size, opts.seed, 0, opts.sample, conf) for _ in range(opts.repeat)])
+    older = (
+        median_run([measure(opts.size, opts.seed, opts.older_months, opts.sample, conf) for _ in range(opts.repeat)])
+        if opts.older_months
+        else None
+    )
     print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}", base)
     if older is not None:
         print_table(f"the same batch with {opts.older_months} more months of older history", older)

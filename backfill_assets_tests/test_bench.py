@@ -1,4 +1,4 @@
-"""The benchmark's heap meter: what a phase holds counts, the garbage it leaves does not."""
+"""The benchmark's meters: the heap a phase holds (not its garbage), and the median of repeated runs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from backfill_assets_tests.bench import HeapSampler
+from backfill_assets_tests.bench import HeapSampler, Measured, Phase, median_run
 
 MIB = 1024 * 1024
 
@@ -35,3 +35,24 @@ def test_the_heap_after_collections_counts_what_a_phase_holds_and_not_its_garbag
     assert held_in_use >= held_after_gc
     # the garbage was seen in use, and the collections freed it
     assert garbage_in_use >= garbage_after_gc + 64 * MIB, (garbage_in_use // MIB, garbage_after_gc // MIB)
+
+
+def _run(floor_before: float, backfill: float, floor_after: float) -> Measured:
+    def phase(seconds: float) -> Phase:
+        return Phase(
+            seconds, jobs=1, read_bytes=0, written_bytes=0, shuffle_bytes=0, jvm_heap_peak=0, jvm_heap_after_gc_peak=0
+        )
+
+    return Measured(
+        0, 0, 0, ("2026-01", "2026-09"), phase(floor_before), phase(floor_after), phase(backfill), {}, 0, 0, ""
+    )
+
+
+def test_repeated_runs_report_the_run_of_the_median_ratio_against_the_mean_floor() -> None:
+    runs = [_run(10, 30, 20), _run(10, 10, 10), _run(20, 20, 20), _run(4, 15, 6)]
+
+    assert [r.ratio for r in runs] == [2.0, 1.0, 1.0, 3.0]
+    median = median_run(runs)
+    assert median.ratio == 1.0 and median.ratios == (2.0, 1.0, 1.0, 3.0)
+    assert median_run(runs[:1] + runs[3:]).backfill.seconds == 30  # of 2.0 and 3.0, the lower
+    assert median_run(runs[3:]).ratios == (3.0,)
