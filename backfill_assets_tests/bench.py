@@ -97,7 +97,8 @@ class HeapSampler:
         """Collect, then sample until the block ends: [peak heap in use, peak heap a collection left]."""
         self.collect()
         done, peaks = threading.Event(), [0, 0]
-        sampler = threading.Thread(target=self._sample, args=(done, peaks), daemon=True)
+        seen = {name: gc_id for name, (gc_id, _) in self.after_last_gcs().items()}  # before the block can collect
+        sampler = threading.Thread(target=self._sample, args=(done, peaks, seen), daemon=True)
         sampler.start()
         try:
             yield peaks
@@ -105,8 +106,7 @@ class HeapSampler:
             done.set()
             sampler.join()
 
-    def _sample(self, done: threading.Event, peaks: list[int]) -> None:
-        seen = {name: gc_id for name, (gc_id, _) in self.after_last_gcs().items()}
+    def _sample(self, done: threading.Event, peaks: list[int], seen: dict[str, int]) -> None:
         while True:
             stop = done.wait(0.1)
             peaks[0] = max(peaks[0], self.in_use())
