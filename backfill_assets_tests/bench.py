@@ -87,8 +87,11 @@ class HeapSampler:
         for collector in self.collectors:
             info = self._last_gc.invoke(collector, self._no_args)
             if info is not None:
+                # the heap pools by name: iterating a Java collection through py4j ends in a Java exception,
+                # which PySpark classifies with a dozen more calls; at 10 samples a second that loaded the
+                # JVM being measured (14,000 such calls in one small run)
                 after = info.getMemoryUsageAfterGc()
-                left = sum(int(after.get(p).getUsed()) for p in after.keySet() if p in self._heap_pools)
+                left = sum(int(after.get(p).getUsed()) for p in self._heap_pools)
                 out[str(collector.getName())] = (int(info.getId()), left)
         return out
 

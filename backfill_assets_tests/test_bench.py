@@ -52,6 +52,21 @@ def _run(floor_before: float, backfill: float, floor_after: float) -> Measured:
     )
 
 
+def test_a_heap_sample_makes_a_few_py4j_calls_and_no_java_exception(spark: SparkSession) -> None:
+    heap = HeapSampler(spark)
+    client = spark.sparkContext._gateway._gateway_client  # type: ignore[attr-defined]
+    sent: list[str] = []
+    send = client.send_command
+    client.send_command = lambda command, *args, **kwargs: sent.append(command) or send(command, *args, **kwargs)
+    try:
+        assert heap.after_last_gcs(), "no collector reported a collection"
+    finally:
+        del client.send_command
+    # PySpark classifies every Java exception with py4j's TypeUtil (how a py4j iteration of a Java set ends)
+    assert not [c for c in sent if "TypeUtil" in c], sent
+    assert len(sent) <= 12 * len(heap.collectors), len(sent)
+
+
 def test_repeated_runs_report_the_run_of_the_median_ratio_against_the_mean_floor() -> None:
     runs = [_run(10, 30, 20), _run(10, 10, 10), _run(20, 20, 20), _run(4, 15, 6)]
 
