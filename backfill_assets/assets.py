@@ -25,6 +25,7 @@ from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, 
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import CASES, classify, winners
 from backfill_assets.transforms.histories import history_patches
+from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
 from backfill_assets.transforms.reach import base_keys, forward_latest, rows_at, summary_rows_needed
 from backfill_assets.transforms.windows import join_windows
@@ -265,6 +266,31 @@ LATEST_ROWS_CHECK = "latest_rows_valid"
 _SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid = rendering, rating, no sentinels"
 
 
+def _latest_rows_out_of_view(
+    summary: DataFrame, window_rows: DataFrame, latest_old: DataFrame, records: DataFrame, months: tuple[str, str]
+) -> DataFrame | None:
+    """The summary rows, not among `window_rows`, that become the latest of accounts the run leaves
+    without an active row in view (`transforms.latest`), persisted; None when there are none.
+
+    `months`: the run's range, whose rows of late accounts the run reads in full. Rare (a run that
+    deletes every active row it sees of an account), so the cheap question comes first; the rows are
+    then read by key from the months they lie in.
+    """
+    key = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"]
+    orphans = accounts_without_active_row(
+        window_rows.select(*key).unionByName(latest_old.select(*key)), records
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        keys = latest_outside(summary.select(*key), orphans, months).collect() if orphans.take(1) else []
+    finally:
+        orphans.unpersist()
+    if not keys:
+        return None
+    wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
+    in_months = summary.where(F.col("rpt_as_of_mo").isin(*sorted({k["rpt_as_of_mo"] for k in keys})))
+    return in_months.join(wanted, ["cons_acct_key", "rpt_as_of_mo"], "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
+
+
 @_spark_asset(
     None,
     ins={
@@ -315,21 +341,23 @@ def summary_backfilled(
             return
         patches = options.unapplied(updated_histories, watermark).where(F.col("target_mo").between(first, last))
         snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
-        accounts = patches.select("cons_acct_key").distinct()
         window = (add_months(first, -REACH), last)
         summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
-        window_rows = (
+        in_range = (
             summary_rows_needed(summary, records, (first, last), (first, last))
             .unionByName(rows_at(summary, base_keys(patches, records), (window[0], add_months(first, -1))))
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
         latest_old = (
             lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
-            .join(accounts, "cons_acct_key", "left_semi")
+            .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
             .persist(StorageLevel.MEMORY_AND_DISK)
         )
-        updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
+        updated = out_of_view = None
         try:
+            out_of_view = _latest_rows_out_of_view(summary, in_range, latest_old, records, (first, last))
+            window_rows = in_range if out_of_view is None else in_range.unionByName(out_of_view)
+            updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
             summary_read, latest_read = rows_read(updated)
             window_report, agrees_report = concurrently(
                 lambda: check_frame(window_rows, "summary"),
@@ -352,11 +380,18 @@ def summary_backfilled(
                 result(LATEST_ROWS_CHECK, "summary_backfilled", latest_reports),
             )
             context.log.info("write checks passed; committing summary, then latest_summary")
-            commit = lakehouse.commit(written, latest_new, (first, last), applied_through, context.run.run_id)
+            commit = lakehouse.commit(
+                written if written_report.rows_read else None,  # no empty snapshots: the checks counted the rows
+                latest_new if latest_reports[0].rows_read else None,
+                (first, last),
+                applied_through,
+                context.run.run_id,
+            )
             lakehouse.end_run(context.run.run_id, ok=True)
         finally:
-            for df in (updated, window_rows, latest_old):
-                df.unpersist()
+            for df in (updated, in_range, latest_old, out_of_view):
+                if df is not None:
+                    df.unpersist()
         per_month: dict[str, dict[str, int]] = {}
         for name, report in (("rows_read", window_report), ("rows_written", written_report)):
             for month, n in report.rows_by_month.items():

@@ -13,6 +13,7 @@ from backfill_assets.tables import ACCOUNTS_ALL, HISTORIES, SUMMARY, SUMMARY_COL
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
+from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.values import payment_rating, to_summary_values
 from backfill_assets.transforms.windows import join_windows
 from backfill_assets_tests.lake import MONTHS, next_ts, random_batch, record
@@ -192,3 +193,35 @@ def test_payment_rating_and_sentinels_match_the_rules(spark: SparkSession) -> No
     recs = [record(1, "2024-01", acct_bal_am=v) for v in (-2147483647, -214748364, -21474836, -1, -2, 0, None)]
     values = to_summary_values(frame(spark, recs, ACCOUNTS_ALL)).collect()
     assert [r["balance_am"] for r in values] == [None, None, None, None, -2, 0, None]
+
+
+def test_accounts_without_active_row_after_the_batch(spark: SparkSession) -> None:
+    rows = spark.createDataFrame(
+        [(1, "2024-01", None), (1, "2024-02", None), (2, "2024-01", None), (3, "2024-01", "1"), (4, "2024-01", "4")],
+        "cons_acct_key bigint, rpt_as_of_mo string, soft_del_cd string",
+    )
+    records = spark.createDataFrame(
+        # 1 deletes one of two active rows; 2 deletes its only one; 3 re-activates; 4 deletes a month without row;
+        # 5 is new and only deletes (no rows: not an account the question is about)
+        [(1, "2024-02", True), (2, "2024-01", True), (3, "2024-01", False), (4, "2024-03", True), (5, "2024-01", True)],
+        "cons_acct_key bigint, rpt_as_of_mo string, is_deleted boolean",
+    )
+    orphans = accounts_without_active_row(rows, records)
+    assert sorted(r[0] for r in orphans.collect()) == [2, 4]
+
+
+def test_latest_outside_prefers_the_greatest_active_month_then_the_greatest(spark: SparkSession) -> None:
+    keys = spark.createDataFrame(
+        [
+            (1, "2015-06", None),
+            (1, "2016-01", "1"),
+            (1, "2020-01", None),  # inside the months: not considered
+            (2, "2015-06", "1"),
+            (2, "2024-06", "4"),
+            (3, "2030-01", None),  # not asked for
+        ],
+        "cons_acct_key bigint, rpt_as_of_mo string, soft_del_cd string",
+    )
+    accounts = spark.createDataFrame([(1,), (2,)], "cons_acct_key bigint")
+    found = latest_outside(keys, accounts, ("2019-01", "2022-12")).collect()
+    assert sorted((r[0], r[1]) for r in found) == [(1, "2015-06"), (2, "2024-06")]

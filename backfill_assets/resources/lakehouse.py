@@ -170,34 +170,42 @@ class Lakehouse(dg.ConfigurableResource):
         return tuple(PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows)
 
     def commit(
-        self, rows: DataFrame, latest: DataFrame, months: tuple[str, str], applied_through: dt.datetime, run_id: str
+        self,
+        rows: DataFrame | None,
+        latest: DataFrame | None,
+        months: tuple[str, str],
+        applied_through: dt.datetime,
+        run_id: str,
     ) -> Commit:
         """MERGE the new rows into summary and latest_summary, then advance the watermark.
 
-        Three Iceberg commits; if any fails, the tables already committed are rolled back to the
-        snapshots they had before, so a failed run leaves everything as it was.
+        Up to three Iceberg commits (None: nothing to write there, no snapshot); if any fails, the
+        tables already committed are rolled back to the snapshots they had before, so a failed run
+        leaves everything as it was.
         """
         session = self.spark.session
         before = {t: self.snapshot_id(t) for t in (self.summary_table, self.latest_table)}
         for table in before:
             self._set_write_mode(table)
         try:
-            rows.createOrReplaceTempView("_backfill_rows")
             fault_point("summary_merge")
-            session.sql(
-                f"""MERGE INTO {self.name(self.summary_table)} t USING _backfill_rows s
-                    ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
-                       AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
-                    WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-            )
+            if rows is not None:
+                rows.createOrReplaceTempView("_backfill_rows")
+                session.sql(
+                    f"""MERGE INTO {self.name(self.summary_table)} t USING _backfill_rows s
+                        ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
+                           AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
+                        WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
+                )
             summary_snap = latest_snapshot(self.spark, self.name(self.summary_table)) or {}
             fault_point("between_tables")
-            latest.createOrReplaceTempView("_backfill_latest")
-            session.sql(
-                f"""MERGE INTO {self.name(self.latest_table)} t USING _backfill_latest s
-                    ON t.cons_acct_key = s.cons_acct_key
-                    WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-            )
+            if latest is not None:
+                latest.createOrReplaceTempView("_backfill_latest")
+                session.sql(
+                    f"""MERGE INTO {self.name(self.latest_table)} t USING _backfill_latest s
+                        ON t.cons_acct_key = s.cons_acct_key
+                        WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
+                )
             latest_snap = latest_snapshot(self.spark, self.name(self.latest_table)) or {}
             summary_id = int(summary_snap["snapshot_id"]) if summary_snap else None
             latest_id = int(latest_snap["snapshot_id"]) if latest_snap else None

@@ -82,8 +82,10 @@ def apply_patches(patches: DataFrame, window_rows: DataFrame, latest: DataFrame)
     """Every gathered row, new or old, with flags `written` (summary changes) and `latest_changed`.
 
     `window_rows`: the old summary rows of the patched accounts, from 35 months before the first
-    target month to the last; `latest`: their old latest_summary rows. A deleted month keeps its old
-    content with the delete's `soft_del_cd`; a row no patch reaches stays as it was.
+    target month to the last, and any row that can become an account's latest (`transforms.latest`);
+    `latest`: the old latest_summary rows of the batch's accounts. The newest active row given, else
+    the newest, becomes the latest. A deleted month keeps its old content with the delete's
+    `soft_del_cd`; a row no patch reaches stays as it was.
     """
     has_own = F.col("own").isNotNull()
     own_deleted = F.coalesce(F.col("own.is_deleted"), F.lit(False))

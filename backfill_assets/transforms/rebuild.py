@@ -14,8 +14,9 @@ from pyspark.sql.types import StructType
 
 from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALARS, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.classify import winners
+from backfill_assets.transforms.latest import latest_months
 from backfill_assets.transforms.months import month_index
-from backfill_assets.transforms.values import grid, is_deleted, to_summary_values
+from backfill_assets.transforms.values import grid, to_summary_values
 
 A = "cons_acct_key"
 PAD = HISTORY_LENGTH - 1
@@ -102,6 +103,5 @@ def latest_of(summary: DataFrame) -> DataFrame:
     The choice is made on the key columns alone and the rows are then picked by key, so the wide
     rows are neither sorted nor (when the keys are small enough to broadcast) shuffled.
     """
-    best = F.max(F.struct((~is_deleted(F.col("soft_del_cd"))).alias("active"), F.col("rpt_as_of_mo")))
-    keys = summary.groupBy(A).agg(best["rpt_as_of_mo"].alias("rpt_as_of_mo"))
+    keys = latest_months(summary.select(A, "rpt_as_of_mo", "soft_del_cd"))
     return summary.join(keys, [A, "rpt_as_of_mo"], "left_semi").select(*SUMMARY_COLUMNS)
