@@ -89,7 +89,8 @@ fetch_iceberg_jar()' 2>&1); then
     die "Spark could not fetch $ICEBERG_ARTIFACT (is Maven Central reachable?)."
   fi
   [ -f "$jar" ] || die "Spark's resolver finished but $jar is missing."
-  say "cached $jar"
+  from=$(sed -n 's/^[[:space:]]*found .* in \([[:alnum:]-]*\)[[:space:]]*$/\1/p' <<<"$log" | head -n 1)
+  say "cached $jar (Spark's resolver found it in ${from:-?})"
 fi
 
 say "ready ($VENV, Python $py_version, ${java_said%% (*})"
