@@ -79,7 +79,10 @@ def probe(java: Path) -> tuple[str, Path]:
 
 
 def _java17(java: Path, what: str) -> tuple[str, Path]:
-    version, home = probe(java)
+    try:
+        version, home = probe(java)
+    except JavaNotFound as e:
+        raise JavaNotFound(f"{what}: {e}") from e
     if major_version(version) != JAVA_MAJOR:
         raise JavaNotFound(f"{what} is Java {version}, not {JAVA_MAJOR}")
     return version, home
