@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: set up, then lint (ruff), type-check (mypy) and run the tests (pytest).
 #
-#   bash scripts/test.sh                 # everything
+#   bash scripts/test.sh                   # everything: the unit, integration and system tiers (what CI runs)
+#   bash scripts/test.sh --fast            # the unit tier only (minutes): the inner loop
 #   bash scripts/test.sh -x -q -k rebuild  # extra arguments go to pytest
 #
 # All three steps run even if one fails; the exit status is non-zero if any failed
@@ -10,10 +11,16 @@ set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
+tier=()
+if [ "${1:-}" = --fast ]; then
+  shift
+  tier=(-m unit)
+fi
+
 bash scripts/setup.sh || exit 1
 
-# The UI test drives Debian's Chromium (through Playwright, without Playwright's own browsers).
-if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+# The UI test (system tier) drives Debian's Chromium (through Playwright, without Playwright's own browsers).
+if ((${#tier[@]} == 0)) && [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test: installing chromium (apt-get) for the browser test"
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ||
@@ -41,7 +48,7 @@ step() {
 
 step ruff .venv/bin/ruff check .
 step mypy .venv/bin/mypy
-step pytest .venv/bin/pytest "$@"
+step pytest .venv/bin/pytest "${tier[@]}" "$@"
 
 if ((${#failed[@]})); then
   echo "test: FAILED: ${failed[*]}" >&2
