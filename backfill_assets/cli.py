@@ -1,4 +1,4 @@
-"""`backfill-assets`: import, export, run, compact and generate (SPEC §6).
+"""`backfill-assets`: import, export, run, compact, generate and rejects (SPEC §6).
 
 Every expected failure (a file that does not fit, a missing file or table, a failed run) ends as one
 line `backfill-assets: <reason>` on stderr and a non-zero exit status, never as a traceback: the
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -30,7 +31,7 @@ from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import SCHEMAS, ddl
+from backfill_assets.tables import ACCOUNTS_ALL, SCHEMAS, ddl
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
 from backfill_assets.validation import Problem, ValidationError, validate_table
 
@@ -115,6 +116,10 @@ def parser() -> argparse.ArgumentParser:
         "compact",
         help="Merge the delete files that merge-on-read runs leave into the data files of summary and latest_summary.",
     )
+
+    rej = sub.add_parser("rejects", help="List the records runs rejected (SPEC §7) with their rule and run.")
+    rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
+    rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")
 
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
@@ -282,6 +287,43 @@ def cmd_compact(ctx: _Context) -> None:
         )
 
 
+def _json_value(value: Any) -> Any:
+    """A column value for JSON: timestamps as ISO-8601 in UTC (Spark hands them over in local time)."""
+    return value.astimezone(dt.UTC).isoformat() if isinstance(value, dt.datetime) else value
+
+
+def cmd_rejects(ctx: _Context, run: str | None, as_json: bool) -> None:
+    """The rejected records, oldest first, with rule, message and run; read-only."""
+    name = ctx.lakehouse.name(ctx.lakehouse.rejects_table)
+    rows = []
+    if ctx.exists(name):  # no table: no run has started yet
+        frame = ctx.spark.session.table(name)
+        if run is not None:
+            frame = frame.where(F.col("run_id") == run)
+        rows = frame.orderBy("rejected_at", "run_id", "rule", "cons_acct_key", "rpt_as_of_mo").collect()
+    rejects = [
+        {
+            "run_id": r["run_id"],
+            "rule": r["rule"],
+            "message": r["message"],
+            "record": {c: _json_value(r[c]) for c in ACCOUNTS_ALL.fieldNames()},
+        }
+        for r in rows
+    ]
+    if as_json:
+        print(json.dumps(rejects))
+        return
+    for row, reject in zip(rows, rejects, strict=True):
+        record = reject["record"]
+        key = ", ".join(f"{c}={record[c]!r}" for c in ("cons_acct_key", "rpt_as_of_mo", "base_ts"))
+        print(f"{_json_value(row['rejected_at'])}  run {row['run_id']}  {row['rule']}  {key}: {row['message']}")
+    by_rule: dict[str, int] = {}
+    for row in rows:
+        by_rule[row["rule"]] = by_rule.get(row["rule"], 0) + 1
+    rules = ", ".join(f"{rule} {n}" for rule, n in sorted(by_rule.items()))
+    print(f"{len(rows)} rejected record{'' if len(rows) == 1 else 's'}{f' ({rules})' if rows else ''} in {name}")
+
+
 def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
     """Entry point of the console script; `spark` replaces the configured resource (tests)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
@@ -300,6 +342,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
             cmd_compact(ctx)
         elif args.command == "generate":
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
+        elif args.command == "rejects":
+            cmd_rejects(ctx, args.run, args.json)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except (CliError, ValidationError) as e:
