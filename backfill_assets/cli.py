@@ -1,8 +1,9 @@
 """`backfill-assets`: import, export, run, compact, generate and rejects (SPEC §6).
 
-Every expected failure (a file that does not fit, a missing file or table, a failed run) ends as one
-line `backfill-assets: <reason>` on stderr and a non-zero exit status, never as a traceback: the
-command is meant for schedulers and shell scripts. `--debug` re-raises instead, for developers.
+Every expected failure (a file that does not fit, a missing file or table, a failed run, an error
+of Spark or Iceberg) ends as one line `backfill-assets: <reason>` on stderr and a non-zero exit
+status, never as a traceback: the command is meant for schedulers and shell scripts. `--debug`
+re-raises instead, for developers.
 
 Spark and catalog settings come from `definitions.defs.resources["spark"]` (one place to configure);
 table names from its `lakehouse` resource. Tests inject their own resource via `main(spark=...)`.
@@ -22,7 +23,9 @@ from typing import Any, NoReturn
 
 import dagster as dg
 import pydantic
-from pyspark.errors import AnalysisException
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException, PySparkException
+from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
@@ -58,8 +61,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """The first line of an error's message; of a Spark error, its innermost cause's (py4j's only names a call)."""
+    if isinstance(error, Py4JJavaError):
+        java = error.java_exception
+        while java.getCause() is not None:
+            java = java.getCause()
+        text = str(java.toString()).strip()
+    else:
+        while isinstance(error, CapturedException) and error.cause is not None:
+            error = error.cause
+        text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _spark_failure(command: str, error: Exception) -> str:
+    """One line for an error of Spark or Iceberg: its cause, the table it concerns, and what to do."""
+    cause = _first_line(error)
+    table = re.search(r"(\S*)/([^/\s]+)/([^/\s]+)/(?:metadata|data)/", cause)
+    where = f" on table {table[2]}.{table[3]}" if table else ""
+    if table and re.search(r"NotFound|No such file|does not exist", cause):
+        hint = (
+            "a file the table's Iceberg metadata names is missing. Iceberg keeps absolute paths, so a warehouse"
+            f" that was copied or moved still points at {table[1]}: use the warehouse there (BACKFILL_WAREHOUSE),"
+            " or rewrite the copy's paths with Iceberg's rewrite_table_path procedure"
+        )
+    else:
+        hint = "see the Spark log above, or run again with --debug for the stack trace"
+    return f"{command} failed{where}: {cause}; {hint}"
 
 
 def _month(value: str) -> str:
@@ -327,8 +355,10 @@ def cmd_rejects(ctx: _Context, run: str | None, as_json: bool) -> None:
 def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
     """Entry point of the console script; `spark` replaces the configured resource (tests)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    command = "command"
     try:
         args = parser().parse_args(argv)
+        command = args.command
         options = run_options(args.watermark, args.refresh) if args.command == "run" else None  # before Spark starts
         ctx = _Context(spark, args.namespace)
         if args.command == "import":
@@ -352,6 +382,11 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
         code = e.code if isinstance(e, CliError) else EXIT_REFUSED
         print(f"{PROG}: {e}", file=sys.stderr)
         return code
+    except (Py4JJavaError, PySparkException) as e:
+        if debug:
+            raise
+        print(f"{PROG}: {_spark_failure(command, e)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 
