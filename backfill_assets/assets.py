@@ -21,13 +21,15 @@ from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
-from backfill_assets.tables import CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
+from backfill_assets.schemas import rejections
+from backfill_assets.tables import ACCOUNTS_ALL, CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import CASES, classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
 from backfill_assets.transforms.reach import base_keys, forward_latest, rows_at, summary_rows_needed
+from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
 from backfill_assets.transforms.windows import join_windows
 from backfill_assets.validation import check_frame, check_structure, latest_disagreements
 
@@ -72,7 +74,7 @@ def _seconds(started: float) -> dg.MetadataValue:
 
 
 def _partition_months(pending: list[str], last_key: str) -> list[str]:
-    """The pending months that are partitions (a malformed month is the source check's to report)."""
+    """The pending months that are partitions (a record of any other month is rejected)."""
     return [m for m in pending if re.match(MONTH_PATTERN, m) and FIRST_MONTH <= m <= last_key]
 
 
@@ -80,7 +82,7 @@ def required_range(pending: list[str], last_key: str) -> tuple[str, str] | None:
     """The partitions a run must cover to apply every pending month and the 35 months each reaches.
 
     Pending months that are no partition (malformed, out of range) still get a run, over the last
-    month, so that its source check stops it with the rows named.
+    month, so that their records are rejected and reported.
     """
     months = _partition_months(pending, last_key)
     if not months:
@@ -129,8 +131,9 @@ def _output_check(asset: str) -> dg.AssetCheckSpec:
         spec(
             SOURCE_CHECK,
             "classified_accounts",
-            "Every unapplied accounts_all record (any month): keys, YYYY-MM month within the partitions,"
-            " base_ts present and not in the future.",
+            "Every new accounts_all record (any month): key, YYYY-MM month within the partitions and not after"
+            " its base_ts, base_ts present and not in the future. A record that breaks a rule is rejected (WARN,"
+            " kept in the rejects table); above the DataQuality limits the run fails before writing anything.",
         ),
         spec(
             LATEST_CHECK,
@@ -143,7 +146,11 @@ def _output_check(asset: str) -> dg.AssetCheckSpec:
 def classified_accounts(
     context: AssetExecutionContext, lakehouse: Lakehouse, quality: DataQuality, options: BackfillOptions
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
-    """Unapplied records of these months, one winner per account and month, in summary values, with their case."""
+    """Unapplied records of these months, one winner per account and month, in summary values, with their case.
+
+    New records that break a rule of SPEC §7 are rejected: recorded in the rejects table (rolled back
+    if the run fails) and left out, so that they stop neither this run nor the next.
+    """
     with _run_lock(context, lakehouse):
         started, keys = time.monotonic(), context.partition_keys
         fault_point("reading")
@@ -151,19 +158,29 @@ def classified_accounts(
         # the batch, read once: the source check, the latest rows and the winners all use it; a load's
         # many small files go into as many partitions as a shuffle has, not a task per file for each use
         tasks = int(lakehouse.spark.session.conf.get("spark.sql.shuffle.partitions") or 1)
-        unapplied = (
-            options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
-            .coalesce(tasks)
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
+        unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
+        structure = check_structure(unapplied, "accounts_all")
+        if not structure.passed:  # the rules need every column
+            yield from gate(result(SOURCE_CHECK, "classified_accounts", [structure]))
+        bounds, columns = quality.bounds(), ACCOUNTS_ALL.fieldNames()
+        batch = unseen(
+            tag(unapplied.coalesce(tasks), rejections(bounds), columns), lakehouse.read(lakehouse.rejects_table)
+        ).persist(StorageLevel.MEMORY_AND_DISK)
         latest: DataFrame | None = None
         try:
+            source = quality.judge_rejects(check_frame(batch, "accounts_all", bounds))
+            rejected = source.rejected
             yield from gate(
-                result(SOURCE_CHECK, "classified_accounts", [check_frame(unapplied, "accounts_all", quality.bounds())])
+                result(
+                    SOURCE_CHECK,
+                    "classified_accounts",
+                    [source],
+                    {"rejected_records": sum(rejected.values()), "rejected_by_rule": dg.MetadataValue.json(rejected)},
+                )
             )
             pending = options.pending_months(lakehouse, watermark)
             _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
-            records = options.unapplied(unapplied.where(partition_filter(keys)), watermark)
+            records = accepted(batch).where(partition_filter(keys))
             latest = (
                 lakehouse.read(lakehouse.latest_table)
                 .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
@@ -174,8 +191,10 @@ def classified_accounts(
             yield from gate(
                 result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")])
             )
+            if rejected:
+                lakehouse.record_rejects(rejects(batch, context.run.run_id, columns))
         finally:
-            for frame in (unapplied, latest):
+            for frame in (batch, latest):
                 if frame is not None:
                     frame.unpersist()
         counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
@@ -183,7 +202,9 @@ def classified_accounts(
         by_month: dict[str, dict[str, int]] = {}
         for r in counts:
             by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
-        context.log.info(f"watermark {watermark}; pending months {pending}; records by case {by_case}")
+        context.log.info(
+            f"watermark {watermark}; pending months {pending}; records by case {by_case}; rejected {rejected}"
+        )
         yield dg.Output(
             classified,
             metadata={
@@ -192,6 +213,9 @@ def classified_accounts(
                 **{f"case_{c}": n for c, n in by_case.items()},
                 "months_with_records": len(by_month),
                 "cases_by_month": _by_month(by_month, list(CASES)),
+                "rejected_records": sum(rejected.values()),
+                "rejected_by_rule": dg.MetadataValue.json(rejected),
+                "rejects_table": lakehouse.name(lakehouse.rejects_table),
                 "duration_s": _seconds(started),
             },
         )

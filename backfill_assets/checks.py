@@ -7,7 +7,7 @@ run and `summary`/`latest_summary` keep their snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -43,8 +43,13 @@ def _by_month_table(problems: list[Problem]) -> dg.MetadataValue:
     return dg.MetadataValue.md("\n".join(lines))
 
 
-def result(check_name: str, asset: str, reports: Iterable[Report]) -> dg.AssetCheckResult:
-    """One check's outcome: failed with severity ERROR (stops the run) or WARN (to look at), or passed."""
+def result(
+    check_name: str, asset: str, reports: Iterable[Report], extra: Mapping[str, dg.RawMetadataValue] | None = None
+) -> dg.AssetCheckResult:
+    """One check's outcome: failed with severity ERROR (stops the run) or WARN (to look at), or passed.
+
+    `extra`: metadata of the check's own beside the counts every check reports.
+    """
     reports = list(reports)
     problems = [p for r in reports for p in r.problems]
     errors = [p for p in problems if p.severity == "ERROR"]
@@ -54,6 +59,7 @@ def result(check_name: str, asset: str, reports: Iterable[Report]) -> dg.AssetCh
         "failing_rows": sum(p.rows or 0 for p in problems),
         "errors": len(errors),
         "warnings": len(problems) - len(errors),
+        **(extra or {}),
     }
     if problems:
         metadata["problems"] = _problems_table(problems)

@@ -1,8 +1,9 @@
-"""`backfill-assets`: import, export, run, compact and generate (SPEC §6).
+"""`backfill-assets`: import, export, run, compact, generate and rejects (SPEC §6).
 
-Every expected failure (a file that does not fit, a missing file or table, a failed run) ends as one
-line `backfill-assets: <reason>` on stderr and a non-zero exit status, never as a traceback: the
-command is meant for schedulers and shell scripts. `--debug` re-raises instead, for developers.
+Every expected failure (a file that does not fit, a missing file or table, a failed run, an error
+of Spark or Iceberg) ends as one line `backfill-assets: <reason>` on stderr and a non-zero exit
+status, never as a traceback: the command is meant for schedulers and shell scripts. `--debug`
+re-raises instead, for developers.
 
 Spark and catalog settings come from `definitions.defs.resources["spark"]` (one place to configure);
 table names from its `lakehouse` resource. Tests inject their own resource via `main(spark=...)`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import sys
@@ -21,7 +23,9 @@ from typing import Any, NoReturn
 
 import dagster as dg
 import pydantic
-from pyspark.errors import AnalysisException
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import AnalysisException, PySparkException
+from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
@@ -30,7 +34,7 @@ from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import SCHEMAS, ddl
+from backfill_assets.tables import ACCOUNTS_ALL, SCHEMAS, ddl
 from backfill_assets.transforms.months import MONTH_PATTERN, add_months
 from backfill_assets.validation import Problem, ValidationError, validate_table
 
@@ -57,8 +61,33 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """The first line of an error's message; of a Spark error, its innermost cause's (py4j's only names a call)."""
+    if isinstance(error, Py4JJavaError):
+        java = error.java_exception
+        while java.getCause() is not None:
+            java = java.getCause()
+        text = str(java.toString()).strip()
+    else:
+        while isinstance(error, CapturedException) and error.cause is not None:
+            error = error.cause
+        text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _spark_failure(command: str, error: Exception) -> str:
+    """One line for an error of Spark or Iceberg: its cause, the table it concerns, and what to do."""
+    cause = _first_line(error)
+    table = re.search(r"(\S*)/([^/\s]+)/([^/\s]+)/(?:metadata|data)/", cause)
+    where = f" on table {table[2]}.{table[3]}" if table else ""
+    if table and re.search(r"NotFound|No such file|does not exist", cause):
+        hint = (
+            "a file the table's Iceberg metadata names is missing. Iceberg keeps absolute paths, so a warehouse"
+            f" that was copied or moved still points at {table[1]}: use the warehouse there (BACKFILL_WAREHOUSE),"
+            " or rewrite the copy's paths with Iceberg's rewrite_table_path procedure"
+        )
+    else:
+        hint = "see the Spark log above, or run again with --debug for the stack trace"
+    return f"{command} failed{where}: {cause}; {hint}"
 
 
 def _month(value: str) -> str:
@@ -115,6 +144,10 @@ def parser() -> argparse.ArgumentParser:
         "compact",
         help="Merge the delete files that merge-on-read runs leave into the data files of summary and latest_summary.",
     )
+
+    rej = sub.add_parser("rejects", help="List the records runs rejected (SPEC §7) with their rule and run.")
+    rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
+    rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")
 
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
@@ -282,11 +315,50 @@ def cmd_compact(ctx: _Context) -> None:
         )
 
 
+def _json_value(value: Any) -> Any:
+    """A column value for JSON: timestamps as ISO-8601 in UTC (Spark hands them over in local time)."""
+    return value.astimezone(dt.UTC).isoformat() if isinstance(value, dt.datetime) else value
+
+
+def cmd_rejects(ctx: _Context, run: str | None, as_json: bool) -> None:
+    """The rejected records, oldest first, with rule, message and run; read-only."""
+    name = ctx.lakehouse.name(ctx.lakehouse.rejects_table)
+    rows = []
+    if ctx.exists(name):  # no table: no run has started yet
+        frame = ctx.spark.session.table(name)
+        if run is not None:
+            frame = frame.where(F.col("run_id") == run)
+        rows = frame.orderBy("rejected_at", "run_id", "rule", "cons_acct_key", "rpt_as_of_mo").collect()
+    rejects = [
+        {
+            "run_id": r["run_id"],
+            "rule": r["rule"],
+            "message": r["message"],
+            "record": {c: _json_value(r[c]) for c in ACCOUNTS_ALL.fieldNames()},
+        }
+        for r in rows
+    ]
+    if as_json:
+        print(json.dumps(rejects))
+        return
+    for row, reject in zip(rows, rejects, strict=True):
+        record = reject["record"]
+        key = ", ".join(f"{c}={record[c]!r}" for c in ("cons_acct_key", "rpt_as_of_mo", "base_ts"))
+        print(f"{_json_value(row['rejected_at'])}  run {row['run_id']}  {row['rule']}  {key}: {row['message']}")
+    by_rule: dict[str, int] = {}
+    for row in rows:
+        by_rule[row["rule"]] = by_rule.get(row["rule"], 0) + 1
+    rules = ", ".join(f"{rule} {n}" for rule, n in sorted(by_rule.items()))
+    print(f"{len(rows)} rejected record{'' if len(rows) == 1 else 's'}{f' ({rules})' if rows else ''} in {name}")
+
+
 def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
     """Entry point of the console script; `spark` replaces the configured resource (tests)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    command = "command"
     try:
         args = parser().parse_args(argv)
+        command = args.command
         options = run_options(args.watermark, args.refresh) if args.command == "run" else None  # before Spark starts
         ctx = _Context(spark, args.namespace)
         if args.command == "import":
@@ -300,6 +372,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
             cmd_compact(ctx)
         elif args.command == "generate":
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
+        elif args.command == "rejects":
+            cmd_rejects(ctx, args.run, args.json)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except (CliError, ValidationError) as e:
@@ -308,6 +382,11 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
         code = e.code if isinstance(e, CliError) else EXIT_REFUSED
         print(f"{PROG}: {e}", file=sys.stderr)
         return code
+    except (Py4JJavaError, PySparkException) as e:
+        if debug:
+            raise
+        print(f"{PROG}: {_spark_failure(command, e)}", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 

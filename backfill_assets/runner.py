@@ -38,6 +38,15 @@ class RunReport:
         for c in CASES:
             n, done = read.get(f"case_{c}", 0), applied.get(f"case_{c}", 0)
             out.append(f"case {c:<3} records read {n:>8}  applied {done:>8}  skipped {n - done:>8}")
+        rejected = read.get("rejected_records", 0)
+        if rejected:
+            rules = ", ".join(f"{rule} {n}" for rule, n in sorted(read.get("rejected_by_rule", {}).items()))
+            out.append(
+                f"rejected records: {rejected} ({rules}), kept in {read.get('rejects_table')}"
+                f" (backfill-assets rejects --run {self.run_id})"
+            )
+        else:
+            out.append("rejected records: 0")
         summary = self.metadata.get("summary_backfilled", {})
         out.append(
             f"summary rows written: {summary.get('summary_rows_written', 0)} in {summary.get('months_touched', 0)}"

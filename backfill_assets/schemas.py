@@ -10,7 +10,9 @@ CLI import and the tests.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import functools
+import operator
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import pandera.pyspark as pa
@@ -73,12 +75,17 @@ UNIQUE: dict[str, tuple[str, ...]] = {"summary": KEY, "latest_summary": (A,), "c
 
 @dataclass(frozen=True)
 class Rule:
-    """One row rule of a table: `violated` is true on a row that breaks it."""
+    """One row rule of a table: `violated` is true on a row that breaks it.
+
+    `reject` names the SPEC §7 rule under which a run rejects a source record that breaks it (the
+    run goes on without the record); None for a rule whose violation is not the lender's record.
+    """
 
     column: str
     rule: str
     violated: Column
     severity: Severity = "ERROR"
+    reject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,25 +106,52 @@ def _key_rules() -> list[Rule]:
     ]
 
 
-def _month_bounds(bounds: Bounds) -> list[Rule]:
-    if bounds.first_month is None or bounds.last_month is None:
-        return []
-    month = F.col(M)
-    outside = month.rlike(MONTH_PATTERN) & ~month.between(bounds.first_month, bounds.last_month)
-    return [Rule(M, f"must be within the partitions {bounds.first_month}...{bounds.last_month}", outside)]
+def reject_rules(bounds: Bounds) -> list[Rule]:
+    """The rules of SPEC §7 a source record must keep, in the order a record is judged.
+
+    Each holds only on records that keep every earlier one, so that a record breaking several counts
+    once, under the first: the counts of the source check are then the rows of the rejects table.
+    """
+    month, base_ts = F.col(M), F.col("base_ts")
+    null_key, null_month, bad_month = _key_rules()
+    rules = [
+        replace(null_key, reject="null_key"),
+        replace(null_month, reject="bad_month"),
+        replace(bad_month, reject="bad_month"),
+    ]
+    if bounds.first_month is not None and bounds.last_month is not None:
+        first, last = bounds.first_month, bounds.last_month
+        rule = f"must not be before the first partition {first}"
+        rules.append(Rule(M, rule, month < F.lit(first), reject="month_before_partitions"))
+        # clamped to the last partition: a base_ts ahead of the clock (within the tolerance) must not
+        # bring a month that is no partition yet, which no run could apply
+        delivered = F.least(F.date_format(base_ts, "yyyy-MM"), F.lit(last))
+        rule = f"must not be after the month of its base_ts (nor after the last partition {last})"
+        rules.append(Rule(M, rule, month > delivered, reject="month_after_delivery"))
+    rules.append(Rule("base_ts", "must not be NULL", base_ts.isNull(), reject="null_base_ts"))
+    if bounds.latest_allowed_base_ts is not None:
+        rule = f"must not be after {bounds.latest_allowed_base_ts:%Y-%m-%d %H:%M} UTC"
+        rules.append(Rule("base_ts", rule, base_ts > F.lit(bounds.latest_allowed_base_ts), reject="future_base_ts"))
+    earlier = F.lit(False)
+    for i, r in enumerate(rules):
+        broken = F.coalesce(r.violated, F.lit(False))
+        rules[i], earlier = replace(r, violated=broken & ~earlier), earlier | broken
+    return rules
+
+
+def rejections(bounds: Bounds) -> list[tuple[str, Column, str]]:
+    """(rule name, violated, message) of each reject rule in order, for tagging records (`transforms.rejects`)."""
+    return [(r.reject or "", r.violated, f"accounts_all: column {r.column}: {r.rule}") for r in reject_rules(bounds)]
 
 
 def _source_rules(bounds: Bounds) -> list[Rule]:
-    rules = [*_key_rules(), *_month_bounds(bounds), Rule("base_ts", "must not be NULL", F.col("base_ts").isNull())]
-    if bounds.latest_allowed_base_ts is not None:
-        future = F.col("base_ts") > F.lit(bounds.latest_allowed_base_ts)
-        rules.append(Rule("base_ts", f"must not be after {bounds.latest_allowed_base_ts:%Y-%m-%d %H:%M} UTC", future))
+    rules = reject_rules(bounds)
+    kept = ~functools.reduce(operator.or_, [r.violated for r in rules])
     undetermined = (F.col("days_past_due_ct_4in") < 0) & payment_rating(
         F.col("days_past_due_ct_4in"), F.col("asset_class_cd_4in")
     ).isNull()
-    rules.append(
-        Rule("asset_class_cd_4in", "should give a payment rating when days past due < 0", undetermined, "WARN")
-    )
+    rule = "should give a payment rating when days past due < 0"
+    rules.append(Rule("asset_class_cd_4in", rule, kept & undetermined, "WARN"))
     return rules
 
 

@@ -60,6 +60,7 @@ class Problem:
     severity: Severity = "ERROR"
     by_month: tuple[tuple[str, int], ...] = ()
     examples: tuple[tuple[int | None, str | None], ...] = ()
+    reject: str | None = None  # the SPEC §7 rule under which a run rejects these rows (`schemas.Rule`)
 
     @property
     def message(self) -> str:
@@ -138,6 +139,15 @@ class Report:
     def passed(self) -> bool:
         return not self.errors
 
+    @property
+    def rejected(self) -> dict[str, int]:
+        """Rows per SPEC §7 rule under which a run rejects them (each row under one rule: `schemas.reject_rules`)."""
+        out: dict[str, int] = {}
+        for p in self.problems:
+            if p.reject:
+                out[p.reject] = out.get(p.reject, 0) + (p.rows or 0)
+        return out
+
 
 def _key(row: Row | None) -> tuple[int | None, str | None] | None:
     return None if row is None else (row["a"], row["m"])
@@ -196,12 +206,13 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, i
     broken = {i for i in range(len(rules)) if any(m[f"c{i}"] for m in months)}
     if broken or any(m["dup"] for m in months):
         months = _aggregate(frame, table, flags, broken)
-    found = [(r.column, r.rule, r.severity, f"c{i}", f"lo{i}", f"hi{i}", "row") for i, r in enumerate(rules)]
+    found = [(r.column, r.rule, r.severity, f"c{i}", f"lo{i}", f"hi{i}", "row", r.reject) for i, r in enumerate(rules)]
     unique = UNIQUE.get(table)
     if unique is not None:
-        found.append((", ".join(unique), "key must be unique", "ERROR", "dup", "dup_lo", "dup_hi", "duplicated key"))
+        key = ", ".join(unique)
+        found.append((key, "key must be unique", "ERROR", "dup", "dup_lo", "dup_hi", "duplicated key", None))
     problems = []
-    for column, rule, severity, count, lo, hi, unit in found:
+    for column, rule, severity, count, lo, hi, unit, reject in found:
         by_month = tuple((m["_m"] or "NULL", int(m[count] or 0)) for m in months if m[count])
         if not by_month:
             continue
@@ -209,7 +220,7 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, i
         examples = tuple(sorted({k for k in map(_key, ends) if k is not None}, key=_order)[:EXAMPLES])
         total = sum(n for _, n in by_month)
         example = examples[0] if examples else None
-        problems.append(Problem(table, column, rule, total, example, unit, severity, by_month, examples))
+        problems.append(Problem(table, column, rule, total, example, unit, severity, by_month, examples, reject))
     return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems
 
 

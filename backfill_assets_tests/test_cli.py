@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -280,6 +281,28 @@ def test_export_of_a_missing_table_fails_cleanly(run_cli: Cli) -> None:
     assert result.code == 1
     assert "latest_summary does not exist" in one_line(result)
     assert not (run_cli.tmp / "out").exists()
+
+
+def test_export_from_a_copied_warehouse_fails_in_one_line(run_cli: Cli) -> None:
+    """Iceberg metadata holds absolute paths: a copy of a warehouse whose original is gone cannot be read.
+
+    The command says so, naming the table and what to do, instead of printing a Java stack trace.
+    """
+    original, copy = run_cli.tmp / "original", run_cli.tmp / "copy"
+    fields = {k: getattr(run_cli.resource, k) for k in SparkIceberg.model_fields}
+    suffix = uuid.uuid4().hex[:8]
+    run_cli.resource = SparkIceberg(**{**fields, "catalog": f"orig_{suffix}", "warehouse": str(original)})
+    assert run_cli("import", "summary", run_cli.parquet(summary_df(run_cli.spark, SUMMARIES))).code == 0
+    shutil.copytree(original, copy)
+    shutil.rmtree(original)
+    run_cli.resource = SparkIceberg(**{**fields, "catalog": f"copy_{suffix}", "warehouse": str(copy)})
+    result = run_cli("export", "summary", str(run_cli.tmp / "out"))
+    assert result.code == 1
+    line = one_line(result)
+    assert line.startswith(f"backfill-assets: export failed on table {run_cli.resource.namespace}.summary: ")
+    assert "NotFoundException" in line and f"still points at {original}" in line
+    assert "rewrite_table_path" in line
+    assert result.out == ""
 
 
 def test_missing_file_and_unknown_table_fail_cleanly(run_cli: Cli) -> None:

@@ -17,14 +17,18 @@ from pyspark.sql import functions as F
 from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import SUMMARY, ddl
+from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY, ddl
 
 STATE_DDL = (
     "applied_through timestamp, run_id string, committed_at timestamp, summary_snapshot bigint, latest_snapshot bigint"
 )
 RUNS_DDL = (
     "run_id string, event string, at timestamp, host string, pid int,"
-    " summary_snapshot bigint, latest_snapshot bigint, error string"
+    " summary_snapshot bigint, latest_snapshot bigint, error string, rejects_snapshot bigint"
+)
+# the record as delivered, with the run that rejected it and why (SPEC §7)
+REJECTS_DDL = (
+    f"run_id string, rejected_at timestamp, rule string, message string, record_id string, {ddl(ACCOUNTS_ALL)}"
 )
 STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
 WriteMode = Literal["merge-on-read", "copy-on-write", "table"]
@@ -66,6 +70,10 @@ class Lakehouse(dg.ConfigurableResource):
         default="backfill_runs",
         description="Run log: each run's start (with the snapshots before it) and outcome; also the run lock.",
     )
+    rejects_table: str = Field(
+        default="backfill_rejects",
+        description="Records that break a rule of SPEC §7, as delivered, with the run that rejected them and why.",
+    )
     write_mode: WriteMode = Field(
         default="merge-on-read",
         description=(
@@ -90,13 +98,14 @@ class Lakehouse(dg.ConfigurableResource):
         return reader.table(self.name(table))
 
     def ensure_tables(self) -> None:
-        """Create empty summary, latest and state tables on first use (each with a first snapshot)."""
+        """Create empty summary, latest, state, run-log and rejects tables on first use (each with a first snapshot)."""
         session = self.spark.session
         specs = {
             self.summary_table: (ddl(SUMMARY), "PARTITIONED BY (rpt_as_of_mo)"),
             self.latest_table: (ddl(SUMMARY), ""),
             self.state_table: (STATE_DDL, ""),
             self.runs_table: (RUNS_DDL, ""),
+            self.rejects_table: (REJECTS_DDL, ""),
         }
         existing = {
             r["tableName"] for r in session.sql(f"SHOW TABLES IN {self.spark.catalog}.{self.spark.namespace}").collect()
@@ -105,6 +114,13 @@ class Lakehouse(dg.ConfigurableResource):
             if table not in existing:
                 session.sql(f"CREATE TABLE {self.name(table)} ({columns}) USING iceberg {partitioning}")
                 session.sql(f"INSERT INTO {self.name(table)} SELECT * FROM {self.name(table)} WHERE false")
+        self._upgrade_run_log()
+
+    def _upgrade_run_log(self) -> None:
+        """Give a run log from before rejects were kept its `rejects_snapshot` column (a metadata change)."""
+        runs = self.name(self.runs_table)
+        if "rejects_snapshot" not in self.spark.session.table(runs).columns:
+            self.spark.session.sql(f"ALTER TABLE {runs} ADD COLUMN rejects_snapshot bigint")
 
     def _by_snapshots(self, question: Hashable, tables: tuple[str, ...], compute: Callable[[], T]) -> T:
         """`compute()`, or its earlier answer to `question` for the same current snapshots of `tables`."""
@@ -159,15 +175,25 @@ class Lakehouse(dg.ConfigurableResource):
     def _pending_loads(self, watermark: dt.datetime | None) -> tuple[PendingLoad, ...]:
         files = self.spark.session.table(f"{self.name(self.accounts_table)}.files")
         metrics = F.col("readable_metrics.base_ts")
-        if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be refused
+        if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be rejected
             files = files.where((metrics["upper_bound"] > F.lit(watermark)) | (metrics["null_value_count"] > 0))
+        # records without a month are pending under 'NULL', a month that is no partition: a run still rejects them
+        month = F.coalesce(F.col("partition.rpt_as_of_mo"), F.lit("NULL"))
         rows = (
-            files.groupBy(F.col("partition.rpt_as_of_mo").alias("m"))
+            files.groupBy(month.alias("m"))
             .agg(F.count("*").alias("files"), F.sum("record_count").alias("records"), F.max(metrics["upper_bound"]))
             .orderBy("m")
             .collect()
         )
         return tuple(PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows)
+
+    def record_rejects(self, rows: DataFrame) -> None:
+        """Append a run's rejected records (`transforms.rejects.rejects`) in one commit.
+
+        Written under the run lock, so a failed run's rejects are rolled back with its tables (`_restore`)
+        and the next run reports them again.
+        """
+        rows.writeTo(self.name(self.rejects_table)).append()
 
     def commit(
         self,
@@ -300,8 +326,10 @@ class Lakehouse(dg.ConfigurableResource):
     # ---------------------------------------------------------------- run log and lock
 
     def _log(self, run_id: str, event: str, error: str | None = None) -> None:
-        snapshots = (self.snapshot_id(self.summary_table), self.snapshot_id(self.latest_table))
-        row = [(run_id, event, None, socket.gethostname(), os.getpid(), *snapshots, error)]
+        summary, latest, rejects = (
+            self.snapshot_id(t) for t in (self.summary_table, self.latest_table, self.rejects_table)
+        )
+        row = [(run_id, event, None, socket.gethostname(), os.getpid(), summary, latest, error, rejects)]
         entry = self.spark.session.createDataFrame(row, RUNS_DDL).withColumn("at", F.current_timestamp())
         entry.writeTo(self.name(self.runs_table)).append()
 
@@ -351,10 +379,17 @@ class Lakehouse(dg.ConfigurableResource):
         self._log(run_id, SUCCEEDED if ok else FAILED, error)
 
     def _restore(self, run: Row) -> None:
-        self.rollback({self.summary_table: run["summary_snapshot"], self.latest_table: run["latest_snapshot"]})
+        """Put back the snapshots the run began with: summary, latest_summary, and the rejects it recorded."""
+        self.rollback(
+            {
+                self.summary_table: run["summary_snapshot"],
+                self.latest_table: run["latest_snapshot"],
+                self.rejects_table: run["rejects_snapshot"],
+            }
+        )
 
     def recover(self) -> list[str]:
-        """Close the open runs whose process is gone (killed, lost driver), restoring their tables.
+        """Close the open runs whose process is gone (killed, lost driver), restoring their tables and rejects.
 
         A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
         goes back to the snapshots recorded when it began (ROLLED_BACK); nothing else can have
@@ -363,6 +398,7 @@ class Lakehouse(dg.ConfigurableResource):
         """
         if not self.spark.session.catalog.tableExists(self.name(self.runs_table)):
             return []
+        self.ensure_tables()  # a warehouse from before rejects were kept: their table and column first
         rolled_back = []
         for run in self.open_runs():
             if run["host"] != socket.gethostname() or _alive(run["pid"]):

@@ -1,8 +1,9 @@
-"""How strict the data-quality checks are: clock tolerance and how deep pandera looks."""
+"""How strict the data-quality checks are: clock tolerance, how many rejects a run accepts, pandera's depth."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Literal
 
 import dagster as dg
@@ -10,6 +11,7 @@ from pydantic import Field
 
 from backfill_assets.partitions import FIRST_MONTH, MONTHLY
 from backfill_assets.schemas import Bounds
+from backfill_assets.validation import Problem, Report
 
 
 class DataQuality(dg.ConfigurableResource):
@@ -18,7 +20,21 @@ class DataQuality(dg.ConfigurableResource):
     future_tolerance_minutes: int = Field(
         default=60,
         ge=0,
-        description="A record whose base_ts is later than now plus this many minutes is refused (clock skew).",
+        description="A record whose base_ts is later than now plus this many minutes is rejected (clock skew).",
+    )
+    max_rejected_records: int = Field(
+        default=1000,
+        ge=0,
+        description=(
+            "A run that would reject more records than this fails before writing anything: so many bad records"
+            " point at a broken load rather than at a lender's mistakes."
+        ),
+    )
+    max_rejected_share: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Likewise for the share of the run's new records rejected (0.01 = 1 %).",
     )
     pandera_depth: Literal["SCHEMA_ONLY", "DATA_ONLY", "SCHEMA_AND_DATA"] = Field(
         default="SCHEMA_ONLY",
@@ -37,3 +53,19 @@ class DataQuality(dg.ConfigurableResource):
             first_month=FIRST_MONTH,
             last_month=MONTHLY.get_last_partition_key(),
         )
+
+    def judge_rejects(self, source: Report) -> Report:
+        """The source check's report with its rejects as WARN: the run goes on without those records.
+
+        Above a limit they stay ERROR, headed by the limit they break, and the run stops before
+        writing anything, as a corrupt load should.
+        """
+        count = sum(source.rejected.values())
+        if count <= self.max_rejected_records and count <= self.max_rejected_share * source.rows_read:
+            return replace(source, problems=[replace(p, severity="WARN") if p.reject else p for p in source.problems])
+        columns = ", ".join(dict.fromkeys(p.column for p in source.problems if p.reject))
+        limit = (
+            f"{count} of {source.rows_read} new records break a rule of SPEC §7, more than the limits allow"
+            f" (max_rejected_records {self.max_rejected_records}, max_rejected_share {self.max_rejected_share:g})"
+        )
+        return replace(source, problems=[Problem(source.table, columns, limit), *source.problems])
