@@ -15,23 +15,32 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.checks import concurrently, gate, result, spec
+from backfill_assets.contracts.models import rejections
+from backfill_assets.contracts.tables import (
+    ACCOUNTS_ALL,
+    CASES,
+    CLASSIFIED,
+    HISTORY_LENGTH,
+    JOINED,
+    MONTH_PATTERN,
+    PATCHES,
+    ddl,
+)
+from backfill_assets.contracts.validation import check_frame, check_structure, latest_disagreements
 from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import partition_filter
 from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
-from backfill_assets.schemas import rejections
-from backfill_assets.tables import ACCOUNTS_ALL, CLASSIFIED, HISTORY_LENGTH, JOINED, PATCHES, ddl
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
-from backfill_assets.transforms.classify import CASES, classify, winners
+from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
-from backfill_assets.transforms.months import MONTH_PATTERN, add_months
+from backfill_assets.transforms.months import add_months
 from backfill_assets.transforms.reach import base_keys, forward_latest, rows_at, summary_rows_needed
 from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
 from backfill_assets.transforms.windows import join_windows
-from backfill_assets.validation import check_frame, check_structure, latest_disagreements
 
 REACH = HISTORY_LENGTH - 1
 

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import dagster as dg
 
-from backfill_assets.validation import Problem, Report
+from backfill_assets.contracts.validation import Problem, Report
 
 T = TypeVar("T")
 

@@ -29,14 +29,14 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, MONTH_PATTERN, SCHEMAS, ddl
+from backfill_assets.contracts.validation import Problem, ValidationError, validate_table
 from backfill_assets.generate import DELIVERY_DAYS
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import ACCOUNTS_ALL, SCHEMAS, ddl
-from backfill_assets.transforms.months import MONTH_PATTERN, add_months
-from backfill_assets.validation import Problem, ValidationError, validate_table
+from backfill_assets.transforms.months import add_months
 
 PROG = "backfill-assets"
 TABLES = tuple(SCHEMAS)  # accounts_all, summary, latest_summary

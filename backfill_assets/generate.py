@@ -17,9 +17,16 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from backfill_assets.contracts.tables import (
+    ACCOUNTS_ALL,
+    AMOUNT_SENTINELS,
+    DELETE_CODES,
+    HISTORY_LENGTH,
+    MONTH_PATTERN,
+    SUMMARY,
+)
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import ACCOUNTS_ALL, AMOUNT_SENTINELS, DELETE_CODES, HISTORY_LENGTH, SUMMARY
-from backfill_assets.transforms.months import MONTH_PATTERN, month_key
+from backfill_assets.transforms.months import month_key
 from backfill_assets.transforms.rebuild import rebuild_latest, rebuild_summary
 
 A = "cons_acct_key"

@@ -6,7 +6,7 @@ import os
 
 import dagster as dg
 
-from backfill_assets.tables import HISTORY_LENGTH
+from backfill_assets.contracts.tables import HISTORY_LENGTH
 
 # The first month a record may have; set before the definitions load (it shapes the UI's partitions).
 FIRST_MONTH = os.environ.get("BACKFILL_FIRST_MONTH", "2015-01")

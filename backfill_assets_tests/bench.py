@@ -28,12 +28,12 @@ import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.tables import SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.generate import generate, write
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
-from backfill_assets.tables import SUMMARY_COLUMNS
 from backfill_assets.transforms.months import add_months
 from backfill_assets_tests.reference_model import ReferenceModel, deleted
 

@@ -13,12 +13,12 @@ import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructField, StructType
 
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.resources.lakehouse import Lakehouse, WriteMode
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
-from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY_COLUMNS
 from backfill_assets_tests.reference_model import ReferenceModel, deleted
 
 _clock = itertools.count(1)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
-from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.rebuild import latest_of, rebuild_summary
 from backfill_assets_tests.reference_model import ReferenceModel, deleted, month_key
 

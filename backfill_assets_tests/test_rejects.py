@@ -14,14 +14,14 @@ import pytest
 from pyspark.sql import Row, SparkSession
 
 from backfill_assets import cli
+from backfill_assets.contracts.models import Bounds, rejections
+from backfill_assets.contracts.tables import ACCOUNTS_ALL
+from backfill_assets.contracts.validation import check_frame
 from backfill_assets.definitions import build_defs
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
-from backfill_assets.schemas import Bounds, rejections
-from backfill_assets.tables import ACCOUNTS_ALL
 from backfill_assets.transforms.rejects import MESSAGE, RULE, accepted, tag, unseen
-from backfill_assets.validation import check_frame
 from backfill_assets_tests.lake import Lake, record
 from backfill_assets_tests.test_validation import account_row, frame
 

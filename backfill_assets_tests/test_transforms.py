@@ -9,12 +9,12 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import ACCOUNTS_ALL, HISTORIES, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, HISTORIES, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.values import payment_rating, to_summary_values
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
-from backfill_assets.transforms.values import payment_rating, to_summary_values
 from backfill_assets.transforms.windows import join_windows
 from backfill_assets_tests.lake import MONTHS, next_ts, random_batch, record
 from backfill_assets_tests.reference_model import ReferenceModel, deleted, rating

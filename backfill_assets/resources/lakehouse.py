@@ -14,10 +14,10 @@ from pydantic import Field
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, ddl
 from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.tables import ACCOUNTS_ALL, SUMMARY, ddl
 
 STATE_DDL = (
     "applied_through timestamp, run_id string, committed_at timestamp, summary_snapshot bigint, latest_snapshot bigint"

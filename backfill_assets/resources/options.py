@@ -10,9 +10,9 @@ from pydantic import Field, field_validator, model_validator
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.tables import HISTORY_LENGTH, MONTH_PATTERN
 from backfill_assets.resources.lakehouse import Lakehouse
-from backfill_assets.tables import HISTORY_LENGTH
-from backfill_assets.transforms.months import MONTH_PATTERN, month_range
+from backfill_assets.transforms.months import month_range
 
 
 class BackfillOptions(dg.ConfigurableResource):

@@ -9,9 +9,9 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from backfill_assets.contracts.models import Bounds
+from backfill_assets.contracts.validation import Problem, Report
 from backfill_assets.partitions import FIRST_MONTH, MONTHLY
-from backfill_assets.schemas import Bounds
-from backfill_assets.validation import Problem, Report
 
 
 class DataQuality(dg.ConfigurableResource):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALAR_TYPES, SCALARS, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALAR_TYPES, SCALARS, SUMMARY_COLUMNS
+from backfill_assets.contracts.values import grid, is_deleted
 from backfill_assets.transforms.months import month_index
-from backfill_assets.transforms.values import grid, is_deleted
 
 A = "cons_acct_key"
 

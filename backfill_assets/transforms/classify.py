@@ -5,9 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from backfill_assets.transforms.values import to_summary_values
-
-CASES = ("I", "II", "III", "IV")
+from backfill_assets.contracts.values import to_summary_values
 
 
 def winners(records: DataFrame) -> DataFrame:

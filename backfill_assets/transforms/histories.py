@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import SCALARS
+from backfill_assets.contracts.tables import SCALARS
 from backfill_assets.transforms.months import month_index
 
 PATCH_COLUMNS = (

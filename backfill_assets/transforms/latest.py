@@ -13,7 +13,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.transforms.values import is_deleted
+from backfill_assets.contracts.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
-
 
 def month_index(month: Column | str) -> Column:
     """`YYYY-MM` -> year*12 + month-1 (consecutive months differ by 1)."""

@@ -12,11 +12,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from backfill_assets.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALARS, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import GRID, HISTORIES, HISTORY_LENGTH, SCALARS, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.values import grid, to_summary_values
 from backfill_assets.transforms.classify import winners
 from backfill_assets.transforms.latest import latest_months
 from backfill_assets.transforms.months import month_index
-from backfill_assets.transforms.values import grid, to_summary_values
 
 A = "cons_acct_key"
 PAD = HISTORY_LENGTH - 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import HISTORY_LENGTH
+from backfill_assets.contracts.tables import HISTORY_LENGTH
+from backfill_assets.contracts.values import is_deleted
 from backfill_assets.transforms.months import month_index, month_key
-from backfill_assets.transforms.values import is_deleted
 
 A = "cons_acct_key"
 REACH = HISTORY_LENGTH - 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.tables import AMOUNT_SENTINELS, DELETE_CODES, SCALAR_SOURCES, SENTINEL_AMOUNTS
+from backfill_assets.contracts.tables import AMOUNT_SENTINELS, DELETE_CODES, SCALAR_SOURCES, SENTINEL_AMOUNTS
 
 _ASSET_CLASS_RATING = {
     "S": ("1", "01", "S"),

@@ -20,22 +20,22 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from backfill_assets.tables import (
+from backfill_assets.contracts.tables import (
     ACCOUNTS_ALL,
     AMOUNT_SENTINELS,
+    CASES,
     CLASSIFIED,
     GRID,
     HISTORIES,
     HISTORY_LENGTH,
     JOINED,
     KEY,
+    MONTH_PATTERN,
     PATCHES,
     SENTINEL_AMOUNTS,
     SUMMARY,
 )
-from backfill_assets.transforms.classify import CASES
-from backfill_assets.transforms.months import MONTH_PATTERN
-from backfill_assets.transforms.values import grid, is_deleted, payment_rating
+from backfill_assets.contracts.values import grid, is_deleted, payment_rating
 
 A, M = KEY
 MONTH_COLUMNS = ("rpt_as_of_mo", "latest_mo", "own_row", "base_mo", "target_mo")

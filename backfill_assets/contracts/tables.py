@@ -15,6 +15,8 @@ from pyspark.sql.types import (
 )
 
 HISTORY_LENGTH = 36
+MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"  # a `rpt_as_of_mo` key: YYYY-MM, month 01-12
+CASES = ("I", "II", "III", "IV")  # how a record relates to its account's latest month (§5)
 KEY = ("cons_acct_key", "rpt_as_of_mo")
 DELETE_CODES = ("1", "4")
 AMOUNT_SENTINELS = (-2147483647, -214748364, -21474836, -1)

@@ -29,9 +29,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from backfill_assets.schemas import MODELS, UNIQUE, Bounds, Rule, Severity, row_rules
-from backfill_assets.tables import SCHEMAS, SUMMARY_COLUMNS
-from backfill_assets.transforms.values import is_deleted
+from backfill_assets.contracts.models import MODELS, UNIQUE, Bounds, Rule, Severity, row_rules
+from backfill_assets.contracts.tables import SCHEMAS, SUMMARY_COLUMNS
+from backfill_assets.contracts.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
 
