@@ -29,7 +29,7 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, MONTH_PATTERN, SCHEMAS, ddl
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, MONTH_PATTERN, SCHEMAS
 from backfill_assets.contracts.validation import Problem, ValidationError, validate_table
 from backfill_assets.generate import DELIVERY_DAYS
 from backfill_assets.io_manager import latest_snapshot
@@ -40,8 +40,6 @@ from backfill_assets.transforms.months import add_months
 
 PROG = "backfill-assets"
 TABLES = tuple(SCHEMAS)  # accounts_all, summary, latest_summary
-PARTITIONED = {"accounts_all": True, "summary": True, "latest_summary": False}
-UNIQUE_KEYS = {"summary": ("cons_acct_key", "rpt_as_of_mo"), "latest_summary": ("cons_acct_key",)}
 EXIT_FAILURE, EXIT_REFUSED = 1, 2
 
 
@@ -214,7 +212,7 @@ def cmd_import(ctx: _Context, table: str, parquet: str, replace: bool) -> None:
         raise CliError(f"cannot read parquet {parquet}: {_first_line(e)}") from e
     frame = validate_table(source, table)
     exists = ctx.exists(name)
-    unique = UNIQUE_KEYS.get(table)
+    unique = CONTRACTS[table].unique
     if exists and unique and not replace:
         existing = session.table(name).select(*unique)
         ex = frame.join(existing, list(unique), "left_semi").select("cons_acct_key", "rpt_as_of_mo").first()
@@ -224,8 +222,7 @@ def cmd_import(ctx: _Context, table: str, parquet: str, replace: bool) -> None:
     ctx.lakehouse.recover()  # a dead run's restore must not land on top of the import
     if table == "summary":
         ctx.lakehouse.reset_watermark()
-    partitioning = "PARTITIONED BY (rpt_as_of_mo)" if PARTITIONED[table] else ""
-    session.sql(f"CREATE TABLE IF NOT EXISTS {name} ({ddl(SCHEMAS[table])}) USING iceberg {partitioning}")
+    session.sql(CONTRACTS[table].create_sql(name))
     writer = frame.writeTo(name)
     if replace:
         writer.overwrite(F.lit(True))

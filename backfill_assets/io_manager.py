@@ -9,9 +9,8 @@ import dagster as dg
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.tables import PARTITION, create_table
 from backfill_assets.resources.spark import SparkIceberg
-
-PARTITION = "rpt_as_of_mo"
 
 
 def partition_filter(keys: Sequence[str]) -> F.Column:
@@ -47,7 +46,7 @@ class IcebergPartitionIOManager(dg.ConfigurableIOManager):
         return self.spark.table(asset_key.path[-1])
 
     def _ensure(self, table: str, ddl: str) -> None:
-        self.spark.session.sql(f"CREATE TABLE IF NOT EXISTS {table} ({ddl}) USING iceberg PARTITIONED BY ({PARTITION})")
+        self.spark.session.sql(create_table(table, ddl, partitioned=True))
 
     def handle_output(self, context: dg.OutputContext, obj: DataFrame) -> None:
         table = self._table(context.asset_key)

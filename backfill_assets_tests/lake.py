@@ -13,7 +13,7 @@ import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql.types import StructField, StructType
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.resources.lakehouse import Lakehouse, WriteMode
 from backfill_assets.resources.quality import DataQuality
@@ -91,11 +91,7 @@ class Lake:
         rows = list(records)
         nullable = StructType([StructField(f.name, f.dataType, True) for f in ACCOUNTS_ALL.fields])  # bad rows too
         df = self.spark.createDataFrame([tuple(r[c] for c in ACCOUNTS_ALL.fieldNames()) for r in rows], nullable)
-        self.spark.sql(
-            f"CREATE TABLE IF NOT EXISTS {self.table('accounts_all')} "
-            f"({', '.join(f'{f.name} {f.dataType.simpleString()}' for f in ACCOUNTS_ALL.fields)}) "
-            "USING iceberg PARTITIONED BY (rpt_as_of_mo)"
-        )
+        self.spark.sql(CONTRACTS["accounts_all"].create_sql(self.table("accounts_all")))
         df.writeTo(self.table("accounts_all")).append()
         if to_model:
             self.model.deliver(rows)

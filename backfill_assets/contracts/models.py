@@ -21,19 +21,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from backfill_assets.contracts.tables import (
-    ACCOUNTS_ALL,
     AMOUNT_SENTINELS,
     CASES,
-    CLASSIFIED,
+    CONTRACTS,
     GRID,
     HISTORIES,
     HISTORY_LENGTH,
-    JOINED,
     KEY,
     MONTH_PATTERN,
-    PATCHES,
     SENTINEL_AMOUNTS,
-    SUMMARY,
 )
 from backfill_assets.contracts.values import grid, is_deleted, payment_rating
 
@@ -55,22 +51,10 @@ def _model(name: str, schema: StructType, unique: tuple[str, ...] | None = None)
     return type(name, (pa.DataFrameModel,), namespace)
 
 
-AccountsAll = _model("accounts_all", ACCOUNTS_ALL)
-Summary = _model("summary", SUMMARY, KEY)
-LatestSummary = _model("latest_summary", SUMMARY, (A,))
-ClassifiedAccounts = _model("classified_accounts", CLASSIFIED, KEY)
-JoinedWindows = _model("joined_windows", JOINED, KEY)
-UpdatedHistories = _model("updated_histories", PATCHES)
-
 MODELS: dict[str, type[pa.DataFrameModel]] = {
-    "accounts_all": AccountsAll,
-    "summary": Summary,
-    "latest_summary": LatestSummary,
-    "classified_accounts": ClassifiedAccounts,
-    "joined_windows": JoinedWindows,
-    "updated_histories": UpdatedHistories,
+    name: _model(name, contract.schema, contract.unique) for name, contract in CONTRACTS.items()
 }
-UNIQUE: dict[str, tuple[str, ...]] = {"summary": KEY, "latest_summary": (A,), "classified_accounts": KEY}
+UNIQUE: dict[str, tuple[str, ...]] = {name: c.unique for name, c in CONTRACTS.items() if c.unique}
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
-"""Column contracts of the tables (SPEC §2), shared by the transforms, the CLI and the checks."""
+"""Column contracts of the tables (docs/spec.md §2): columns, DDL, partitioning and unique keys, in one place."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from pyspark.sql.types import (
     ArrayType,
@@ -92,11 +94,8 @@ SUMMARY = _schema(
 )
 SUMMARY_COLUMNS = tuple(SUMMARY.fieldNames())
 
-SCHEMAS: dict[str, StructType] = {
-    "accounts_all": ACCOUNTS_ALL,
-    "summary": SUMMARY,
-    "latest_summary": SUMMARY,
-}
+# the tables a user imports and exports
+SCHEMAS: dict[str, StructType] = {"accounts_all": ACCOUNTS_ALL, "summary": SUMMARY, "latest_summary": SUMMARY}
 
 # ---- intermediate assets (stored by the IO manager, one Iceberg partition per late month)
 _B = BooleanType()
@@ -126,3 +125,36 @@ PATCHES = _schema(
 def ddl(schema: StructType) -> str:
     """Spark DDL column list of a schema, for CREATE TABLE (NOT NULL is enforced by validation instead)."""
     return ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema.fields)
+
+
+PARTITION = "rpt_as_of_mo"
+
+
+def create_table(name: str, columns: str, partitioned: bool, if_not_exists: bool = True) -> str:
+    """The CREATE TABLE statement of an Iceberg table: `columns` in DDL, monthly tables by `rpt_as_of_mo`."""
+    exists = "IF NOT EXISTS " if if_not_exists else ""
+    partitioning = f" PARTITIONED BY ({PARTITION})" if partitioned else ""
+    return f"CREATE TABLE {exists}{name} ({columns}) USING iceberg{partitioning}"
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A table's columns, whether it is partitioned by month, and its unique key (if any)."""
+
+    schema: StructType
+    partitioned: bool = True
+    unique: tuple[str, ...] | None = None
+
+    def create_sql(self, name: str, if_not_exists: bool = True) -> str:
+        return create_table(name, ddl(self.schema), self.partitioned, if_not_exists)
+
+
+# the tables of docs/spec.md §2 and the intermediate assets the IO manager stores
+CONTRACTS: dict[str, Contract] = {
+    "accounts_all": Contract(ACCOUNTS_ALL),
+    "summary": Contract(SUMMARY, unique=KEY),
+    "latest_summary": Contract(SUMMARY, partitioned=False, unique=(KEY[0],)),
+    "classified_accounts": Contract(CLASSIFIED, unique=KEY),
+    "joined_windows": Contract(JOINED, unique=KEY),
+    "updated_histories": Contract(PATCHES),
+}

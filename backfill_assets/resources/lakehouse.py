@@ -14,7 +14,7 @@ from pydantic import Field
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, ddl
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, create_table, ddl
 from backfill_assets.faults import fault_point
 from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.spark import SparkIceberg
@@ -101,18 +101,23 @@ class Lakehouse(dg.ConfigurableResource):
         """Create empty summary, latest, state, run-log and rejects tables on first use (each with a first snapshot)."""
         session = self.spark.session
         specs = {
-            self.summary_table: (ddl(SUMMARY), "PARTITIONED BY (rpt_as_of_mo)"),
-            self.latest_table: (ddl(SUMMARY), ""),
-            self.state_table: (STATE_DDL, ""),
-            self.runs_table: (RUNS_DDL, ""),
-            self.rejects_table: (REJECTS_DDL, ""),
+            self.summary_table: CONTRACTS["summary"].create_sql(self.name(self.summary_table)),
+            self.latest_table: CONTRACTS["latest_summary"].create_sql(self.name(self.latest_table)),
+            **{
+                table: create_table(self.name(table), columns, partitioned=False)
+                for table, columns in (
+                    (self.state_table, STATE_DDL),
+                    (self.runs_table, RUNS_DDL),
+                    (self.rejects_table, REJECTS_DDL),
+                )
+            },
         }
         existing = {
             r["tableName"] for r in session.sql(f"SHOW TABLES IN {self.spark.catalog}.{self.spark.namespace}").collect()
         }
-        for table, (columns, partitioning) in specs.items():
+        for table, create in specs.items():
             if table not in existing:
-                session.sql(f"CREATE TABLE {self.name(table)} ({columns}) USING iceberg {partitioning}")
+                session.sql(create)
                 session.sql(f"INSERT INTO {self.name(table)} SELECT * FROM {self.name(table)} WHERE false")
         self._upgrade_run_log()
 
