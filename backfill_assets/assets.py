@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,35 +13,27 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.checks import concurrently, gate, result, spec
-from backfill_assets.contracts.models import rejections
+from backfill_assets.backfill import Batch, SummaryBackfill
+from backfill_assets.checks import gate, result, spec
 from backfill_assets.contracts.tables import (
-    ACCOUNTS_ALL,
     CASES,
     CLASSIFIED,
-    HISTORY_LENGTH,
     JOINED,
-    MONTH_PATTERN,
     PATCHES,
     ddl,
 )
-from backfill_assets.contracts.validation import check_frame, check_structure, latest_disagreements
+from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
-from backfill_assets.io_manager import partition_filter
-from backfill_assets.partitions import FIRST_MONTH, HISTORY_WINDOW, MONTHLY
+from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
+from backfill_assets.planning import REACH, selection_problem
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
-from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
-from backfill_assets.transforms.classify import classify, winners
+from backfill_assets.resources.runlog import begin_run, end_run
 from backfill_assets.transforms.histories import history_patches
-from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import add_months
-from backfill_assets.transforms.reach import base_keys, forward_latest, rows_at, summary_rows_needed
-from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
+from backfill_assets.transforms.reach import forward_latest, summary_rows_needed
 from backfill_assets.transforms.windows import join_windows
-
-REACH = HISTORY_LENGTH - 1
 
 accounts_all = dg.AssetSpec(
     "accounts_all",
@@ -82,45 +73,15 @@ def _seconds(started: float) -> dg.MetadataValue:
     return dg.MetadataValue.float(round(time.monotonic() - started, 2))
 
 
-def _partition_months(pending: list[str], last_key: str) -> list[str]:
-    """The pending months that are partitions (a record of any other month is rejected)."""
-    return [m for m in pending if re.match(MONTH_PATTERN, m) and FIRST_MONTH <= m <= last_key]
-
-
-def required_range(pending: list[str], last_key: str) -> tuple[str, str] | None:
-    """The partitions a run must cover to apply every pending month and the 35 months each reaches.
-
-    Pending months that are no partition (malformed, out of range) still get a run, over the last
-    month, so that their records are rejected and reported.
-    """
-    months = _partition_months(pending, last_key)
-    if not months:
-        return (last_key, last_key) if pending else None
-    return months[0], min(add_months(months[-1], REACH), last_key)
-
-
-def _check_selection(pending: list[str], keys: list[str], last_key: str) -> None:
-    needed = required_range(pending, last_key)
-    if needed is None:
-        return
-    outside = [m for m in _partition_months(pending, last_key) if m not in keys]
-    if outside or keys[-1] < needed[1]:
-        raise dg.Failure(
-            f"accounts_all has unapplied records in month(s) {', '.join(pending[:6])}"
-            f"{' …' if len(pending) > 6 else ''}; a run must cover partitions {needed[0]}...{needed[1]}"
-            f" (selected {keys[0]}...{keys[-1]}). Select that range or use `backfill-assets run`."
-        )
-
-
 @contextmanager
 def _run_lock(context: AssetExecutionContext, lakehouse: Lakehouse) -> Iterator[None]:
-    """Hold the run lock (`Lakehouse.begin_run`); a failure ends the run FAILED, its tables restored."""
+    """Hold the run lock (`runlog.begin_run`); a failure ends the run FAILED, its tables restored."""
     run_id = context.run.run_id
-    lakehouse.begin_run(run_id)
+    begin_run(lakehouse, run_id)
     try:
         yield
     except Exception as error:
-        lakehouse.end_run(run_id, ok=False, error=(str(error).strip() or type(error).__name__).splitlines()[0])
+        end_run(lakehouse, run_id, ok=False, error=(str(error).strip() or type(error).__name__).splitlines()[0])
         raise
 
 
@@ -157,77 +118,45 @@ def classified_accounts(
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Unapplied records of these months, one winner per account and month, in summary values, with their case.
 
-    New records that break a rule of SPEC §7 are rejected: recorded in the rejects table (rolled back
-    if the run fails) and left out, so that they stop neither this run nor the next.
+    New records that break a rule of docs/spec.md §7 are rejected: recorded in the rejects table
+    (rolled back if the run fails) and left out, so that they stop neither this run nor the next.
     """
-    with _run_lock(context, lakehouse):
-        started, keys = time.monotonic(), context.partition_keys
+    started, keys, last = time.monotonic(), context.partition_keys, MONTHLY.get_last_partition_key()
+    with _run_lock(context, lakehouse), Batch(lakehouse, options, quality, keys) as batch:
         fault_point("reading")
-        watermark = options.watermark(lakehouse)
-        # the batch, read once: the source check, the latest rows and the winners all use it; a load's
-        # many small files go into as many partitions as a shuffle has, not a task per file for each use
-        tasks = int(lakehouse.spark.session.conf.get("spark.sql.shuffle.partitions") or 1)
-        unapplied = options.unapplied(lakehouse.read(lakehouse.accounts_table), watermark, with_null_base_ts=True)
-        structure = check_structure(unapplied, "accounts_all")
-        if not structure.passed:  # the rules need every column
+        if not (structure := batch.structure()).passed:
             yield from gate(result(SOURCE_CHECK, "classified_accounts", [structure]))
-        bounds, columns = quality.bounds(), ACCOUNTS_ALL.fieldNames()
-        batch = unseen(
-            tag(unapplied.coalesce(tasks), rejections(bounds), columns), lakehouse.read(lakehouse.rejects_table)
-        ).persist(StorageLevel.MEMORY_AND_DISK)
-        latest: DataFrame | None = None
-        try:
-            source = quality.judge_rejects(check_frame(batch, "accounts_all", bounds))
-            rejected = source.rejected
-            yield from gate(
-                result(
-                    SOURCE_CHECK,
-                    "classified_accounts",
-                    [source],
-                    {"rejected_records": sum(rejected.values()), "rejected_by_rule": dg.MetadataValue.json(rejected)},
-                )
-            )
-            pending = options.pending_months(lakehouse, watermark)
-            _check_selection(pending, keys, MONTHLY.get_last_partition_key() or keys[-1])
-            records = accepted(batch).where(partition_filter(keys))
-            latest = (
-                lakehouse.read(lakehouse.latest_table)
-                .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
-                .persist(StorageLevel.MEMORY_AND_DISK)
-            )
-            yield from gate(result(LATEST_CHECK, "classified_accounts", [check_frame(latest, "latest_summary")]))
-            classified = classify(winners(records), latest).persist(StorageLevel.MEMORY_AND_DISK)
-            yield from gate(
-                result(OUTPUT_CHECK, "classified_accounts", [check_frame(classified, "classified_accounts")])
-            )
-            if rejected:
-                lakehouse.record_rejects(rejects(batch, context.run.run_id, columns))
-        finally:
-            for frame in (batch, latest):
-                if frame is not None:
-                    frame.unpersist()
-        counts = classified.groupBy("rpt_as_of_mo", "case_type").count().collect()
-        by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
-        by_month: dict[str, dict[str, int]] = {}
-        for r in counts:
-            by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
-        context.log.info(
-            f"watermark {watermark}; pending months {pending}; records by case {by_case}; rejected {rejected}"
-        )
-        yield dg.Output(
-            classified,
-            metadata={
-                "watermark": str(watermark),
-                "records": sum(by_case.values()),
-                **{f"case_{c}": n for c, n in by_case.items()},
-                "months_with_records": len(by_month),
-                "cases_by_month": _by_month(by_month, list(CASES)),
-                "rejected_records": sum(rejected.values()),
-                "rejected_by_rule": dg.MetadataValue.json(rejected),
-                "rejects_table": lakehouse.name(lakehouse.rejects_table),
-                "duration_s": _seconds(started),
-            },
-        )
+        source = batch.source()
+        yield from gate(result(SOURCE_CHECK, "classified_accounts", [source], _rejected_metadata(source.rejected)))
+        if problem := selection_problem(batch.pending(), keys, last or keys[-1]):
+            raise dg.Failure(problem)
+        yield from gate(result(LATEST_CHECK, "classified_accounts", [batch.latest()]))
+        yield from gate(result(OUTPUT_CHECK, "classified_accounts", [batch.classify()]))
+        batch.record_rejects(context.run.run_id)
+    yield dg.Output(batch.classified, metadata=_classified_metadata(batch, source.rejected, started))
+
+
+def _classified_metadata(batch: Batch, rejected: dict[str, int], started: float) -> dict[str, Any]:
+    """Records per case and per month and case, rejects per rule."""
+    counts = batch.counts()
+    by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
+    by_month: dict[str, dict[str, int]] = {}
+    for r in counts:
+        by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
+    return {
+        "watermark": str(batch.watermark),
+        "records": sum(by_case.values()),
+        **{f"case_{c}": n for c, n in by_case.items()},
+        "months_with_records": len(by_month),
+        "cases_by_month": _by_month(by_month, list(CASES)),
+        **_rejected_metadata(rejected),
+        "rejects_table": batch.lakehouse.name(batch.lakehouse.rejects_table),
+        "duration_s": _seconds(started),
+    }
+
+
+def _rejected_metadata(rejected: dict[str, int]) -> dict[str, Any]:
+    return {"rejected_records": sum(rejected.values()), "rejected_by_rule": dg.MetadataValue.json(rejected)}
 
 
 @_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("case3_backfill")])
@@ -296,32 +225,8 @@ WINDOW_CHECK = "summary_window_valid"
 AGREES_CHECK = "latest_summary_agrees"
 ROWS_CHECK = "summary_rows_valid"
 LATEST_ROWS_CHECK = "latest_rows_valid"
+ASSET = "summary_backfilled"
 _SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid = rendering, rating, no sentinels"
-
-
-def _latest_rows_out_of_view(
-    summary: DataFrame, window_rows: DataFrame, latest_old: DataFrame, records: DataFrame, months: tuple[str, str]
-) -> DataFrame | None:
-    """The summary rows, not among `window_rows`, that become the latest of accounts the run leaves
-    without an active row in view (`transforms.latest`), persisted; None when there are none.
-
-    `months`: the run's range, whose rows of late accounts the run reads in full. Rare (a run that
-    deletes every active row it sees of an account), so the cheap question comes first; the rows are
-    then read by key from the months they lie in.
-    """
-    key = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"]
-    orphans = accounts_without_active_row(
-        window_rows.select(*key).unionByName(latest_old.select(*key)), records
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        keys = latest_outside(summary.select(*key), orphans, months).collect() if orphans.take(1) else []
-    finally:
-        orphans.unpersist()
-    if not keys:
-        return None
-    wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
-    in_months = summary.where(F.col("rpt_as_of_mo").isin(*sorted({k["rpt_as_of_mo"] for k in keys})))
-    return in_months.join(wanted, ["cons_acct_key", "rpt_as_of_mo"], "left_semi").persist(StorageLevel.MEMORY_AND_DISK)
 
 
 @_spark_asset(
@@ -359,89 +264,40 @@ def summary_backfilled(
 
     What it reads is checked before anything is written, and what it would write before it commits.
     """
-    with _run_lock(context, lakehouse):
-        started = time.monotonic()
-        first, last = context.partition_key_range.start, context.partition_key_range.end
-        watermark = options.watermark(lakehouse)
-        records = options.unapplied(classified_accounts, watermark)
-        applied_through = records.agg(F.max("base_ts")).collect()[0][0]
-        if applied_through is None:
+    started, months, run_id = time.monotonic(), context.partition_key_range, context.run.run_id
+    with (
+        _run_lock(context, lakehouse),
+        SummaryBackfill(lakehouse, options, updated_histories, classified_accounts, (months.start, months.end)) as run,
+    ):
+        if run.applied_through is None:
             context.log.info("nothing to apply: no unapplied records in the selected months")
             yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
             for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
                 yield result(name, "summary_backfilled", [])
-            lakehouse.end_run(context.run.run_id, ok=True)
+            end_run(lakehouse, run_id, ok=True)
             return
-        patches = options.unapplied(updated_histories, watermark).where(F.col("target_mo").between(first, last))
-        snapshots = {t: lakehouse.snapshot_id(t) for t in (lakehouse.summary_table, lakehouse.latest_table)}
-        window = (add_months(first, -REACH), last)
-        summary = lakehouse.read(lakehouse.summary_table, snapshots[lakehouse.summary_table])
-        in_range = (
-            summary_rows_needed(summary, records, (first, last), (first, last))
-            .unionByName(rows_at(summary, base_keys(patches, records), (window[0], add_months(first, -1))))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        latest_old = (
-            lakehouse.read(lakehouse.latest_table, snapshots[lakehouse.latest_table])
-            .join(records.select("cons_acct_key"), "cons_acct_key", "left_semi")
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        updated = out_of_view = None
-        try:
-            out_of_view = _latest_rows_out_of_view(summary, in_range, latest_old, records, (first, last))
-            window_rows = in_range if out_of_view is None else in_range.unionByName(out_of_view)
-            updated = apply_patches(patches, window_rows, latest_old).persist(StorageLevel.MEMORY_AND_DISK)
-            summary_read, latest_read = rows_read(updated)
-            window_report, agrees_report = concurrently(
-                lambda: check_frame(window_rows, "summary"),
-                lambda: latest_disagreements(latest_read, summary_read, window),
-            )
-            yield from gate(
-                result(WINDOW_CHECK, "summary_backfilled", [window_report]),
-                result(AGREES_CHECK, "summary_backfilled", [agrees_report]),
-            )
-            context.log.info("read checks passed; checking the rows to commit")
-            written, latest_new = written_rows(updated), changed_latest_rows(updated)
-            summary_after, latest_after = rows_after(updated)
-            written_report, *latest_reports = concurrently(
-                lambda: check_frame(written, "summary"),
-                lambda: check_frame(latest_new, "latest_summary"),
-                lambda: latest_disagreements(latest_after, summary_after, window),
-            )
-            yield from gate(
-                result(ROWS_CHECK, "summary_backfilled", [written_report]),
-                result(LATEST_ROWS_CHECK, "summary_backfilled", latest_reports),
-            )
-            context.log.info("write checks passed; committing summary, then latest_summary")
-            commit = lakehouse.commit(
-                written if written_report.rows_read else None,  # no empty snapshots: the checks counted the rows
-                latest_new if latest_reports[0].rows_read else None,
-                (first, last),
-                applied_through,
-                context.run.run_id,
-            )
-            lakehouse.end_run(context.run.run_id, ok=True)
-        finally:
-            for df in (updated, in_range, latest_old, out_of_view):
-                if df is not None:
-                    df.unpersist()
-        per_month: dict[str, dict[str, int]] = {}
-        for name, report in (("rows_read", window_report), ("rows_written", written_report)):
-            for month, n in report.rows_by_month.items():
-                per_month.setdefault(month, {})[name] = n
-        rows = sum(m.get("rows_written", 0) for m in per_month.values())
-        touched = sum(1 for m in per_month.values() if m.get("rows_written"))
-        context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
-        yield dg.MaterializeResult(
-            metadata={
-                "applied_through": str(applied_through),
-                "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
-                "summary_rows_written": rows,
-                "latest_rows_written": commit.latest_rows_written,
-                "months_touched": touched,
-                "summary_snapshot_id": str(commit.summary_snapshot),
-                "latest_snapshot_id": str(commit.latest_snapshot),
-                "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
-                "duration_s": _seconds(started),
-            }
-        )
+        read, agrees = run.read()
+        yield from gate(result(WINDOW_CHECK, ASSET, [read]), result(AGREES_CHECK, ASSET, [agrees]))
+        context.log.info("read checks passed; checking the rows to commit")
+        written, latest = run.check_writes()
+        yield from gate(result(ROWS_CHECK, ASSET, [written]), result(LATEST_ROWS_CHECK, ASSET, latest))
+        context.log.info("write checks passed; committing summary, then latest_summary")
+        commit = run.commit(run_id)
+        end_run(lakehouse, run_id, ok=True)
+    per_month = run.rows_by_month()
+    rows = sum(m.get("rows_written", 0) for m in per_month.values())
+    touched = sum(1 for m in per_month.values() if m.get("rows_written"))
+    context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
+    yield dg.MaterializeResult(
+        metadata={
+            "applied_through": str(run.applied_through),
+            "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
+            "summary_rows_written": rows,
+            "latest_rows_written": commit.latest_rows_written,
+            "months_touched": touched,
+            "summary_snapshot_id": str(commit.summary_snapshot),
+            "latest_snapshot_id": str(commit.latest_snapshot),
+            "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
+            "duration_s": _seconds(started),
+        }
+    )

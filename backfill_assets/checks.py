@@ -7,15 +7,11 @@ run and `summary`/`latest_summary` keep their snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Iterable, Iterator, Mapping
 
 import dagster as dg
 
 from backfill_assets.contracts.validation import Problem, Report
-
-T = TypeVar("T")
 
 
 def spec(name: str, asset: str, description: str) -> dg.AssetCheckSpec:
@@ -86,14 +82,3 @@ def gate(*results: dg.AssetCheckResult) -> Iterator[dg.AssetCheckResult]:
             description="; ".join(f"{r.check_name}: {r.description}" for r in failed),
             metadata={"failed_checks": ", ".join(str(r.check_name) for r in failed)},
         )
-
-
-def concurrently(*checks: Callable[[], T]) -> list[T]:
-    """Evaluate independent checks at once, in the order given.
-
-    Each is a few Spark queries whose planning and small final stages leave the executors idle;
-    submitted together, one check's tasks fill another's gaps (a run's checks read cached rows, so
-    they share no work left to do).
-    """
-    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-        return [future.result() for future in [pool.submit(check) for check in checks]]

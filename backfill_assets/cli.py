@@ -29,13 +29,15 @@ from pyspark.errors.exceptions.captured import CapturedException
 from pyspark.sql import functions as F
 
 from backfill_assets import definitions
+from backfill_assets.contracts.conform import ValidationError, validate_table
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, MONTH_PATTERN, SCHEMAS
-from backfill_assets.contracts.validation import Problem, ValidationError, validate_table
+from backfill_assets.contracts.validation import Problem
 from backfill_assets.generate import DELIVERY_DAYS
-from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.maintenance import compact
 from backfill_assets.resources.options import BackfillOptions
-from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.runlog import recover
+from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 from backfill_assets.transforms.months import add_months
 
 PROG = "backfill-assets"
@@ -219,7 +221,7 @@ def cmd_import(ctx: _Context, table: str, parquet: str, replace: bool) -> None:
         if ex is not None:
             rule = "key already in the table (appending would duplicate it; use --replace)"
             raise ValidationError([Problem(table, ", ".join(unique), rule, None, (ex[0], ex[1]))])
-    ctx.lakehouse.recover()  # a dead run's restore must not land on top of the import
+    recover(ctx.lakehouse)  # a dead run's restore must not land on top of the import
     if table == "summary":
         ctx.lakehouse.reset_watermark()
     session.sql(CONTRACTS[table].create_sql(name))
@@ -290,7 +292,7 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
         data = generate(ctx.spark.session, accounts=accounts, months=months, end_month=end, seed=seed)
     except ValueError as e:
         raise CliError(f"generate: {e}", EXIT_REFUSED) from e
-    ctx.lakehouse.recover()
+    recover(ctx.lakehouse)
     ctx.lakehouse.reset_watermark()
     write(data, ctx.spark, replace=True)
     for table in TABLES:
@@ -301,7 +303,7 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
 def cmd_compact(ctx: _Context) -> None:
     """Rewrite the data files that carry deletes (under the run lock) and say what was rewritten."""
     try:
-        compacted = ctx.lakehouse.compact(f"compact-{uuid.uuid4()}")
+        compacted = compact(ctx.lakehouse, f"compact-{uuid.uuid4()}")
     except Exception as e:
         raise CliError(f"compact failed: {type(e).__name__}: {_first_line(e)}") from e
     for table, counts in compacted.items():

@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import dagster as dg
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import PARTITION, create_table
-from backfill_assets.resources.spark import SparkIceberg
-
-
-def partition_filter(keys: Sequence[str]) -> F.Column:
-    return F.col(PARTITION).isin(*keys)
-
-
-def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
-    """The table's current snapshot (id and summary counters), from Iceberg's table API: no Spark job.
-
-    Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
-    A run asks this a dozen times; as a `refs JOIN snapshots` query each ask cost Spark jobs.
-    """
-    session: Any = spark.session
-    loaded = session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
-    snapshot = loaded.currentSnapshot()
-    if snapshot is None:
-        return None
-    return {"snapshot_id": int(snapshot.snapshotId()), **dict(snapshot.summary())}
+from backfill_assets.contracts.tables import create_table
+from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
+from backfill_assets.transforms.months import in_months
 
 
 class IcebergPartitionIOManager(dg.ConfigurableIOManager):
@@ -52,7 +31,7 @@ class IcebergPartitionIOManager(dg.ConfigurableIOManager):
         table = self._table(context.asset_key)
         keys = context.asset_partition_keys
         self._ensure(table, str(context.definition_metadata["spark_schema"]))
-        obj.where(partition_filter(keys)).writeTo(table).overwrite(partition_filter(keys))
+        obj.where(in_months(keys)).writeTo(table).overwrite(in_months(keys))
         snapshot = latest_snapshot(self.spark, table) or {}
         context.add_output_metadata(
             {
@@ -74,4 +53,4 @@ class IcebergPartitionIOManager(dg.ConfigurableIOManager):
             return frame
         keys = context.asset_partition_keys
         context.log.info(f"loading {table} for {len(keys)} month(s): {keys[0]} … {keys[-1]}")
-        return frame.where(partition_filter(keys))
+        return frame.where(in_months(keys))

@@ -7,10 +7,10 @@ from typing import Any
 
 import dagster as dg
 
-from backfill_assets.assets import required_range
 from backfill_assets.contracts.tables import CASES
 from backfill_assets.jobs import BACKFILL_JOB, range_tags
 from backfill_assets.partitions import MONTHLY
+from backfill_assets.planning import required_range
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 

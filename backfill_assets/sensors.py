@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from backfill_assets.assets import accounts_all, required_range
+from backfill_assets.assets import accounts_all
 from backfill_assets.jobs import backfill_job, range_tags
 from backfill_assets.partitions import MONTHLY
+from backfill_assets.planning import required_range
 from backfill_assets.resources.lakehouse import Lakehouse
 
 

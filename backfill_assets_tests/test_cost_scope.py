@@ -14,9 +14,10 @@ import pydantic
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
-from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.maintenance import compact
+from backfill_assets.resources.runlog import open_runs
+from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 from backfill_assets.runner import RunReport
 from backfill_assets_tests.lake import Lake, record
 from backfill_assets_tests.reference_model import month_index, month_key
@@ -88,12 +89,12 @@ def test_compact_merges_the_deletes_into_the_data(merge_on_read: tuple[Lake, Run
         return int(lake.spark.sql(f"SELECT count(*) AS n FROM {lake.table(table)}.delete_files").first()["n"])  # type: ignore[index]
 
     assert delete_files("summary") > 0 and delete_files("latest_summary") > 0
-    compacted = lake.lakehouse.compact("compact-test")
+    compacted = compact(lake.lakehouse, "compact-test")
     assert compacted["summary"]["rewritten_data_files_count"] > 0
     assert delete_files("summary") == 0 and delete_files("latest_summary") == 0
     assert lake.rows("summary") == rows  # the same rows, in new files
     lake.assert_matches_model()
-    assert lake.lakehouse.open_runs() == []  # the lock was taken and released
+    assert open_runs(lake.lakehouse) == []  # the lock was taken and released
 
 
 def test_an_unknown_write_mode_is_refused_naming_the_field(spark_resource: SparkIceberg) -> None:

@@ -191,12 +191,12 @@ def test_the_watermark_and_pending_loads_are_read_once_per_state_of_their_tables
 @pytest.mark.parametrize(
     ("config", "field"),
     [
-        ({"history_length": 24}, "history_length"),
+        ({"refresh_to": "2024-02"}, "refresh_to"),
         ({"refresh_from": "2024-13"}, "refresh_from"),
         ({"refresh_from": "2024-05", "refresh_to": "2024-01"}, "refresh_to"),
         ({"watermark_override": "yesterday"}, "watermark_override"),
         ({"refresh_form": "2024-01"}, "refresh_form"),
-        ({"history_length": "36 months"}, "history_length"),
+        ({"watermark_override": 36}, "watermark_override"),
     ],
 )
 def test_a_wrong_run_config_value_fails_before_any_step_naming_the_field(

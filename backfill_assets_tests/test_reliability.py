@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.resources.lakehouse import ROLLED_BACK
+from backfill_assets.resources.runlog import ROLLED_BACK, open_runs, recover
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_range
 from backfill_assets_tests.lake import Lake, record
@@ -110,15 +110,15 @@ def test_a_killed_run_leaves_or_gets_back_the_tables_and_the_next_run_is_exact(
 
     if point == "between_tables":
         assert snapshots(lake)[0] != before[0] and snapshots(lake)[1] == before[1]  # half written …
-    [dead] = [r["run_id"] for r in lake.lakehouse.open_runs()]
-    assert lake.lakehouse.recover() == [dead]  # … and restored at the next start
+    [dead] = [r["run_id"] for r in open_runs(lake.lakehouse)]
+    assert recover(lake.lakehouse) == [dead]  # … and restored at the next start
     assert snapshots(lake) == before
     outcomes = lake.spark.table(lake.table("backfill_runs")).where(f"run_id = '{dead}'").collect()
     assert ROLLED_BACK in {r["event"] for r in outcomes}
 
     lake.run()  # the watermark did not move: the whole batch is applied
     lake.assert_matches_model()
-    assert lake.lakehouse.open_runs() == []
+    assert open_runs(lake.lakehouse) == []
 
 
 def test_extra_and_reordered_source_columns_are_tolerated(spark: SparkSession, spark_resource: SparkIceberg) -> None:
@@ -140,7 +140,7 @@ def test_a_missing_source_column_is_refused_before_anything_is_written(
     assert not report.success
     assert "accounts_all" in report.error and "past_due_am" in report.error, report.error
     assert snapshots(lake) == before
-    assert lake.lakehouse.open_runs() == []
+    assert open_runs(lake.lakehouse) == []
     [outcome] = (
         spark.table(lake.table("backfill_runs")).where(f"run_id = '{report.run_id}' AND event <> 'STARTED'").collect()
     )

@@ -26,9 +26,9 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from pyspark.sql import SparkSession
 
-from backfill_assets.assets import required_range
 from backfill_assets.generate import generate, write
 from backfill_assets.partitions import MONTHLY
+from backfill_assets.planning import required_range
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_range
 from backfill_assets_tests.lake import Lake

@@ -10,8 +10,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, ShortType, StringType, StructField, StructType, TimestampNTZType
 
+from backfill_assets.contracts.conform import ValidationError, check_table, validate_table
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, GRID, HISTORIES, SUMMARY, SUMMARY_COLUMNS
-from backfill_assets.contracts.validation import ValidationError, check_table, validate_table
 from backfill_assets_tests.lake import spark_jobs
 
 T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)

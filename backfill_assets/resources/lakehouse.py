@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
 import dagster as dg
 from pydantic import Field
-from pyspark.sql import DataFrame, Row
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, create_table, ddl
 from backfill_assets.faults import fault_point
-from backfill_assets.io_manager import latest_snapshot
-from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 
 STATE_DDL = (
     "applied_through timestamp, run_id string, committed_at timestamp, summary_snapshot bigint, latest_snapshot bigint"
@@ -30,7 +27,6 @@ RUNS_DDL = (
 REJECTS_DDL = (
     f"run_id string, rejected_at timestamp, rule string, message string, record_id string, {ddl(ACCOUNTS_ALL)}"
 )
-STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
 WriteMode = Literal["merge-on-read", "copy-on-write", "table"]
 _MODE_PROPERTIES = ("write.merge.mode", "write.update.mode", "write.delete.mode")
 T = TypeVar("T")
@@ -268,57 +264,6 @@ class Lakehouse(dg.ConfigurableResource):
             assignments = ", ".join(f"'{p}' = '{self.write_mode}'" for p in _MODE_PROPERTIES)
             self.spark.session.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({assignments})")
 
-    def compact(self, run_id: str) -> dict[str, dict[str, int]]:
-        """Rewrite the data files of summary and latest_summary that carry deletes, under the run lock.
-
-        Merge-on-read leaves position-delete files behind each run; reads pay for them until this
-        merges them into the data (a logical no-op: the same rows, new files). It holds the run lock
-        because a compaction committing under a running MERGE would leave that MERGE's deletes
-        pointing at replaced files.
-        """
-        self.begin_run(run_id)
-        out = {}
-        try:
-            for table in (self.summary_table, self.latest_table):
-                out[table] = self._rewrite_files_with_deletes(table)
-        except Exception as error:
-            self.end_run(run_id, ok=False, error=str(error).splitlines()[0] if str(error) else type(error).__name__)
-            raise
-        self.end_run(run_id, ok=True)
-        return out
-
-    def _rewrite_files_with_deletes(self, table: str) -> dict[str, int]:
-        """Rewrite every data file of the partitions that have delete files, and drop those deletes.
-
-        Whole partitions, with new sequence numbers, so that no data file as old as their deletes
-        stays behind and `remove-dangling-deletes` can drop them all. Iceberg's position-delete
-        rewrite cannot read tables with array columns, and its dangling-delete removal skips
-        unpartitioned tables: an unpartitioned table (latest_summary) is rewritten whole instead.
-        """
-        session, name = self.spark.session, self.name(table)
-        deletes = session.table(f"{name}.delete_files")
-        if "partition" not in deletes.columns:
-            if not deletes.limit(1).count():
-                return {}
-            session.table(name).writeTo(name).overwrite(F.lit(True))
-            after = latest_snapshot(self.spark, name) or {}
-            return {
-                "rewritten_data_files_count": int(after.get("deleted-data-files", 0)),
-                "added_data_files_count": int(after.get("added-data-files", 0)),
-                "removed_delete_files_count": int(after.get("removed-delete-files", 0)),
-            }
-        months = sorted(r[0] for r in deletes.select("partition.rpt_as_of_mo").distinct().collect())
-        if not months:
-            return {}
-        row = session.sql(
-            f"CALL {self.spark.catalog}.system.rewrite_data_files(table => '{self.spark.namespace}.{table}',"
-            f' where => "rpt_as_of_mo IN ({", ".join(repr(m) for m in months)})",'
-            " options => map('rewrite-all', 'true', 'remove-dangling-deletes', 'true',"
-            " 'use-starting-sequence-number', 'false'))"
-        ).first()
-        assert row is not None
-        return {k: int(v or 0) for k, v in row.asDict().items()}
-
     def rollback(self, snapshots: dict[str, int | None]) -> None:
         """Put each table back on the snapshot it had (no-op for a table that did not move)."""
         for table, snapshot in snapshots.items():
@@ -327,108 +272,6 @@ class Lakehouse(dg.ConfigurableResource):
                     f"CALL {self.spark.catalog}.system.rollback_to_snapshot("
                     f"'{self.spark.namespace}.{table}', {snapshot})"
                 )
-
-    # ---------------------------------------------------------------- run log and lock
-
-    def _log(self, run_id: str, event: str, error: str | None = None) -> None:
-        summary, latest, rejects = (
-            self.snapshot_id(t) for t in (self.summary_table, self.latest_table, self.rejects_table)
-        )
-        row = [(run_id, event, None, socket.gethostname(), os.getpid(), summary, latest, error, rejects)]
-        entry = self.spark.session.createDataFrame(row, RUNS_DDL).withColumn("at", F.current_timestamp())
-        entry.writeTo(self.name(self.runs_table)).append()
-
-    def open_runs(self) -> list[Row]:
-        """Runs that started and have no outcome yet, oldest first.
-
-        The run log is a few rows per run: one plain scan, sorted out here, costs one Spark job
-        where a NOT EXISTS query cost four (a run asks this up to five times).
-        """
-        log = self.spark.session.table(self.name(self.runs_table)).collect()
-        closed = {r["run_id"] for r in log if r["event"] != STARTED}
-        started = [r for r in log if r["event"] == STARTED and r["run_id"] not in closed]
-        return sorted(started, key=lambda r: (r["at"], r["run_id"]))
-
-    def begin_run(self, run_id: str) -> None:
-        """Take the lock for `run_id`, recording the snapshots the tables have before it.
-
-        First closes what dead runs left open (`recover`). Two runs that start together both write
-        STARTED; the later one (by time, then run id) refuses, so at most one run ever commits.
-        Idempotent: a later step of the same run finds its entry and goes on.
-        """
-        self.ensure_tables()
-        if any(r["run_id"] == run_id for r in self.open_runs()):
-            return
-        self.recover()
-        self._log(run_id, STARTED)
-        open_runs = self.open_runs()
-        mine = next(r for r in open_runs if r["run_id"] == run_id)
-        earlier = [r for r in open_runs if (r["at"], r["run_id"]) < (mine["at"], run_id)]
-        if earlier:
-            other = earlier[0]
-            reason = (
-                f"another backfill run is in progress: run {other['run_id']} (host {other['host']}, pid {other['pid']},"
-                f" started {other['at']}); this run waits for nothing and changes nothing: start it again when that"
-                " one has finished"
-            )
-            self._log(run_id, REFUSED, reason)
-            raise dg.Failure(reason)
-
-    def end_run(self, run_id: str, ok: bool, error: str | None = None) -> None:
-        """Record the outcome; a failed run's tables go back to the snapshots they had when it began."""
-        mine = [r for r in self.open_runs() if r["run_id"] == run_id]
-        if not mine:
-            return
-        if not ok:
-            self._restore(mine[0])
-        self._log(run_id, SUCCEEDED if ok else FAILED, error)
-
-    def _restore(self, run: Row) -> None:
-        """Put back the snapshots the run began with: summary, latest_summary, and the rejects it recorded."""
-        self.rollback(
-            {
-                self.summary_table: run["summary_snapshot"],
-                self.latest_table: run["latest_snapshot"],
-                self.rejects_table: run["rejects_snapshot"],
-            }
-        )
-
-    def recover(self) -> list[str]:
-        """Close the open runs whose process is gone (killed, lost driver), restoring their tables and rejects.
-
-        A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
-        goes back to the snapshots recorded when it began (ROLLED_BACK); nothing else can have
-        committed since, because it held the lock. Runs of other hosts are left to those hosts.
-        Returns the run ids rolled back.
-        """
-        if not self.spark.session.catalog.tableExists(self.name(self.runs_table)):
-            return []
-        self.ensure_tables()  # a warehouse from before rejects were kept: their table and column first
-        rolled_back = []
-        for run in self.open_runs():
-            if run["host"] != socket.gethostname() or _alive(run["pid"]):
-                continue
-            state = self.spark.session.table(self.name(self.state_table))
-            if state.where(F.col("run_id") == run["run_id"]).limit(1).count():
-                self._log(run["run_id"], SUCCEEDED, "closed after its process died (its commit was complete)")
-                continue
-            self._restore(run)
-            self._log(run["run_id"], ROLLED_BACK, f"process {run['pid']} died before its outcome: tables restored")
-            rolled_back.append(run["run_id"])
-        return rolled_back
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host runs; our own pid counts as gone (an earlier in-process run died)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _changed(snapshot: dict[str, str], before: int | None) -> int:

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import HISTORY_LENGTH, MONTH_PATTERN
+from backfill_assets.contracts.tables import MONTH_PATTERN
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.transforms.months import month_range
 
@@ -36,13 +36,6 @@ class BackfillOptions(dg.ConfigurableResource):
     refresh_to: str | None = Field(
         default=None, description="Full refresh: last month (YYYY-MM) re-applied; default refresh_from."
     )
-    history_length: int = Field(
-        default=HISTORY_LENGTH,
-        description=(
-            "Months of history in each summary row, i.e. how far a late month reaches (that month and the 35"
-            " after it). The tables' arrays and grid hold 36 (SPEC §2), so any other value is refused."
-        ),
-    )
 
     @field_validator("watermark_override")
     @classmethod
@@ -59,15 +52,6 @@ class BackfillOptions(dg.ConfigurableResource):
     def _month(cls, value: str | None) -> str | None:
         if value is not None and not re.match(MONTH_PATTERN, value):
             raise ValueError(f"must be a month YYYY-MM, not {value!r}")
-        return value
-
-    @field_validator("history_length")
-    @classmethod
-    def _history(cls, value: int) -> int:
-        if value != HISTORY_LENGTH:
-            raise ValueError(
-                f"history_length must be {HISTORY_LENGTH} (the length of the summary's arrays), not {value}"
-            )
         return value
 
     @model_validator(mode="after")

@@ -1,10 +1,9 @@
-"""How strict the data-quality checks are: clock tolerance, how many rejects a run accepts, pandera's depth."""
+"""How strict the data-quality checks are: the clock tolerance and how many rejected records a run accepts."""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -35,14 +34,6 @@ class DataQuality(dg.ConfigurableResource):
         ge=0,
         le=1,
         description="Likewise for the share of the run's new records rejected (0.01 = 1 %).",
-    )
-    pandera_depth: Literal["SCHEMA_ONLY", "DATA_ONLY", "SCHEMA_AND_DATA"] = Field(
-        default="SCHEMA_ONLY",
-        description=(
-            "What pandera itself validates. SCHEMA_ONLY checks columns and types from the schema alone (no Spark job);"
-            " the row rules are counted in one pass regardless. SCHEMA_AND_DATA adds pandera's own data checks"
-            " (one Spark job per check)."
-        ),
     )
 
     def bounds(self) -> Bounds:

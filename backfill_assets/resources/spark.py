@@ -145,3 +145,17 @@ class SparkIceberg(dg.ConfigurableResource):
     def table(self, name: str) -> str:
         """Fully qualified name of a table in the configured catalog and namespace."""
         return f"{self.catalog}.{self.namespace}.{name}"
+
+
+def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
+    """The table's current snapshot (id and summary counters), from Iceberg's table API: no Spark job.
+
+    Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
+    A run asks this a dozen times; as a `refs JOIN snapshots` query each ask cost Spark jobs.
+    """
+    session: Any = spark.session
+    loaded = session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
+    snapshot = loaded.currentSnapshot()
+    if snapshot is None:
+        return None
+    return {"snapshot_id": int(snapshot.snapshotId()), **dict(snapshot.summary())}

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+
+
+def in_months(keys: Sequence[str]) -> Column:
+    """Rows whose `rpt_as_of_mo` is one of `keys` (on a partitioned table: only those partitions are read)."""
+    return F.col("rpt_as_of_mo").isin(*keys)
 
 
 def month_index(month: Column | str) -> Column:

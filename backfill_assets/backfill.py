@@ -1,0 +1,218 @@
+"""What a run decides, free of Dagster: the batch it applies (`Batch`) and the rows it commits (`SummaryBackfill`).
+
+Each is a sequence of steps the asset calls between its checks, so that nothing is computed past a
+check that failed; both hold the frames they cache and release them when the `with` block ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Self, TypeVar
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, Row
+from pyspark.sql import functions as F
+
+from backfill_assets.contracts.models import rejections
+from backfill_assets.contracts.tables import ACCOUNTS_ALL
+from backfill_assets.contracts.validation import Report, check_frame, check_structure, latest_disagreements
+from backfill_assets.planning import REACH
+from backfill_assets.resources.lakehouse import Commit, Lakehouse
+from backfill_assets.resources.options import BackfillOptions
+from backfill_assets.resources.quality import DataQuality
+from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
+from backfill_assets.transforms.classify import classify, winners
+from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
+from backfill_assets.transforms.months import add_months, in_months
+from backfill_assets.transforms.reach import base_keys, rows_at, summary_rows_needed
+from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
+
+A, M = "cons_acct_key", "rpt_as_of_mo"
+_KEY = [A, M, "soft_del_cd"]
+T = TypeVar("T")
+
+
+def concurrently(*checks: Callable[[], T]) -> list[T]:
+    """Evaluate independent checks at once, in the order given.
+
+    Each is a few Spark queries whose planning and small final stages leave the executors idle;
+    submitted together, one check's tasks fill another's gaps (a run's checks read cached rows, so
+    they share no work left to do).
+    """
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        return [future.result() for future in [pool.submit(check) for check in checks]]
+
+
+class _Cached:
+    """Frames persisted for the steps of one asset, released together."""
+
+    def __init__(self) -> None:
+        self._frames: list[DataFrame] = []
+
+    def _cache(self, frame: DataFrame) -> DataFrame:
+        self._frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return self._frames[-1]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for frame in self._frames:
+            frame.unpersist()
+
+
+class Batch(_Cached):
+    """The new records of the selected months: checked, bad ones set aside, the rest classified (§5, §7)."""
+
+    def __init__(self, lakehouse: Lakehouse, options: BackfillOptions, quality: DataQuality, keys: list[str]) -> None:
+        super().__init__()
+        self.lakehouse, self.options, self.quality, self.keys = lakehouse, options, quality, keys
+        self.watermark = options.watermark(lakehouse)
+        self.unapplied = options.unapplied(
+            lakehouse.read(lakehouse.accounts_table), self.watermark, with_null_base_ts=True
+        )
+
+    def structure(self) -> Report:
+        """Columns and types of accounts_all (the rules need every column): no Spark job."""
+        return check_structure(self.unapplied, "accounts_all")
+
+    def source(self) -> Report:
+        """The source rules counted over the new records, each tagged with the first rule it breaks.
+
+        The batch is read once: the source check, the latest rows and the winners all use it; a
+        load's many small files go into as many partitions as a shuffle has, not a task per file.
+        """
+        session = self.lakehouse.spark.session
+        tasks = int(session.conf.get("spark.sql.shuffle.partitions") or 1)
+        bounds = self.quality.bounds()
+        tagged = tag(self.unapplied.coalesce(tasks), rejections(bounds), ACCOUNTS_ALL.fieldNames())
+        self.batch = self._cache(unseen(tagged, self.lakehouse.read(self.lakehouse.rejects_table)))
+        self.report = self.quality.judge_rejects(check_frame(self.batch, "accounts_all", bounds))
+        return self.report
+
+    def pending(self) -> list[str]:
+        return self.options.pending_months(self.lakehouse, self.watermark)
+
+    def latest(self) -> Report:
+        """The latest_summary rows of the accounts of the accepted records of the selected months."""
+        self.records = accepted(self.batch).where(in_months(self.keys))
+        latest = self.lakehouse.read(self.lakehouse.latest_table).join(self.records.select(A), A, "left_semi")
+        self.latest_rows = self._cache(latest)
+        return check_frame(self.latest_rows, "latest_summary")
+
+    def classify(self) -> Report:
+        """One winner per account and month, in summary values, with its case (kept: it is the output)."""
+        self.classified = classify(winners(self.records), self.latest_rows).persist(StorageLevel.MEMORY_AND_DISK)
+        return check_frame(self.classified, "classified_accounts")
+
+    def record_rejects(self, run_id: str) -> None:
+        """Append the rejected records to the rejects table (under the run lock: rolled back on failure)."""
+        if self.report.rejected:
+            self.lakehouse.record_rejects(rejects(self.batch, run_id, ACCOUNTS_ALL.fieldNames()))
+
+    def counts(self) -> list[Row]:
+        """Records per month and case."""
+        return self.classified.groupBy(M, "case_type").count().collect()
+
+
+def _latest_rows_out_of_view(
+    summary: DataFrame, window_rows: DataFrame, latest_old: DataFrame, records: DataFrame, months: tuple[str, str]
+) -> DataFrame | None:
+    """The summary rows, not among `window_rows`, that become the latest of accounts the run leaves
+    without an active row in view (`transforms.latest`); None when there are none.
+
+    `months`: the run's range, whose rows of late accounts the run reads in full. Rare (a run that
+    deletes every active row it sees of an account), so the cheap question comes first; the rows are
+    then read by key from the months they lie in.
+    """
+    orphans = accounts_without_active_row(
+        window_rows.select(*_KEY).unionByName(latest_old.select(*_KEY)), records
+    ).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        keys = latest_outside(summary.select(*_KEY), orphans, months).collect() if orphans.take(1) else []
+    finally:
+        orphans.unpersist()
+    if not keys:
+        return None
+    wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
+    return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
+
+
+class SummaryBackfill(_Cached):
+    """Every patch of the run's months applied to the rows it reaches: the rows read, then the rows to commit."""
+
+    def __init__(
+        self,
+        lakehouse: Lakehouse,
+        options: BackfillOptions,
+        patches: DataFrame,
+        classified: DataFrame,
+        months: tuple[str, str],
+    ) -> None:
+        super().__init__()
+        self.lakehouse, self.months = lakehouse, months
+        watermark = options.watermark(lakehouse)
+        self.records = options.unapplied(classified, watermark)
+        self.applied_through: dt.datetime | None = self.records.agg(F.max("base_ts")).collect()[0][0]
+        self.patches = options.unapplied(patches, watermark).where(F.col("target_mo").between(*months))
+        self.window = (add_months(months[0], -REACH), months[1])
+
+    def read(self) -> tuple[Report, Report]:
+        """The rows the run reads, gathered and patched; the reports of the rows read and of their agreement.
+
+        Of `summary`: the rows of the months from the first on and the rows late records take their
+        history from, plus any row that becomes an account's latest from outside the range; of
+        `latest_summary`: the batch's accounts. Both as of one snapshot.
+        """
+        lake, (first, last) = self.lakehouse, self.months
+        summary = lake.read(lake.summary_table, lake.snapshot_id(lake.summary_table))
+        before_first = (self.window[0], add_months(first, -1))
+        in_range = self._cache(
+            summary_rows_needed(summary, self.records, self.months, self.months).unionByName(
+                rows_at(summary, base_keys(self.patches, self.records), before_first)
+            )
+        )
+        latest = lake.read(lake.latest_table, lake.snapshot_id(lake.latest_table))
+        latest_old = self._cache(latest.join(self.records.select(A), A, "left_semi"))
+        out_of_view = _latest_rows_out_of_view(summary, in_range, latest_old, self.records, (first, last))
+        window_rows = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
+        self.updated = self._cache(apply_patches(self.patches, window_rows, latest_old))
+        summary_read, latest_read = rows_read(self.updated)
+        self.read_report, agrees = concurrently(
+            lambda: check_frame(window_rows, "summary"),
+            lambda: latest_disagreements(latest_read, summary_read, self.window),
+        )
+        return self.read_report, agrees
+
+    def check_writes(self) -> tuple[Report, list[Report]]:
+        """The reports of the summary rows and the latest_summary rows about to be committed."""
+        self.written, self.latest_new = written_rows(self.updated), changed_latest_rows(self.updated)
+        summary_after, latest_after = rows_after(self.updated)
+        self.written_report, *self.latest_reports = concurrently(
+            lambda: check_frame(self.written, "summary"),
+            lambda: check_frame(self.latest_new, "latest_summary"),
+            lambda: latest_disagreements(latest_after, summary_after, self.window),
+        )
+        return self.written_report, self.latest_reports
+
+    def commit(self, run_id: str) -> Commit:
+        """Both MERGEs and the watermark; no MERGE (no empty snapshot) where the checks counted no row."""
+        assert self.applied_through is not None
+        return self.lakehouse.commit(
+            self.written if self.written_report.rows_read else None,
+            self.latest_new if self.latest_reports[0].rows_read else None,
+            self.months,
+            self.applied_through,
+            run_id,
+        )
+
+    def rows_by_month(self) -> dict[str, dict[str, int]]:
+        """Summary rows read and written per month, from the checks' counts (no Spark job)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, report in (("rows_read", self.read_report), ("rows_written", self.written_report)):
+            for month, n in report.rows_by_month.items():
+                out.setdefault(month, {})[name] = n
+        return out

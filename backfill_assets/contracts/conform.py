@@ -1,0 +1,104 @@
+"""A frame from outside (an import, a generated data set) as content of a table: the contract's columns
+in its order and types, and every problem that stops it.
+
+Types are judged from the schema alone, so a file that does not fit costs no Spark job; only
+lossless widenings are accepted (see `_WIDENINGS`); the rows then go through `validation.check_frame`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql.types import (
+    ArrayType,
+    ByteType,
+    DataType,
+    IntegerType,
+    LongType,
+    ShortType,
+    StringType,
+    StructType,
+    TimestampNTZType,
+    TimestampType,
+)
+
+from backfill_assets.contracts.models import Bounds
+from backfill_assets.contracts.tables import SCHEMAS
+from backfill_assets.contracts.validation import Problem, check_frame
+
+# Source types accepted for a SPEC type, and converted by an explicit cast. Only lossless widenings:
+# a narrower integer, and a timestamp without time zone (its wall clock is read as UTC, the
+# project's session time zone). Everything else (a string for a timestamp, a bigint for an INT, a
+# double for an amount) is refused rather than guessed.
+_WIDENINGS: dict[type[DataType], tuple[type[DataType], ...]] = {
+    LongType: (LongType, IntegerType, ShortType, ByteType),
+    IntegerType: (IntegerType, ShortType, ByteType),
+    StringType: (StringType,),
+    TimestampType: (TimestampType, TimestampNTZType),
+}
+
+
+class ValidationError(ValueError):
+    """A frame that does not fit its table; the message lists every problem on one line."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(p.message for p in problems))
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The outcome of `check_table`: the conformed frame (None if the schema does not fit) and the problems."""
+
+    frame: DataFrame | None
+    problems: list[Problem]
+
+
+def _fits(source: DataType, target: DataType) -> bool:
+    """Whether `source` converts to `target` without loss (array element types alike; nullability ignored)."""
+    if isinstance(target, ArrayType):
+        return isinstance(source, ArrayType) and _fits(source.elementType, target.elementType)
+    return isinstance(source, _WIDENINGS.get(type(target), (type(target),)))
+
+
+def _schema_problems(df: DataFrame, table: str, spec: StructType) -> list[Problem]:
+    fields = {f.name: f.dataType for f in df.schema.fields}
+    out = []
+    for f in spec.fields:
+        if f.name not in fields:
+            out.append(Problem(table, f.name, f"missing (SPEC type {f.dataType.simpleString()})"))
+        elif not _fits(fields[f.name], f.dataType):
+            got = fields[f.name].simpleString()
+            out.append(Problem(table, f.name, f"type {got} does not fit SPEC type {f.dataType.simpleString()}"))
+    return out
+
+
+def conform(df: DataFrame, spec: StructType) -> DataFrame:
+    """The SPEC columns in SPEC order, cast to the SPEC types (extra columns dropped)."""
+    return df.select(*[df[f.name].cast(f.dataType).alias(f.name) for f in spec.fields])
+
+
+def check_table(df: DataFrame, table: str, bounds: Bounds | None = None) -> Checked:
+    """Every problem of `df` as content of `table` (accounts_all, summary or latest_summary).
+
+    Types are checked first from the schema alone, with the lossless widenings import accepts, so a
+    schema problem costs no Spark job; the conformed frame then goes through `check_frame`.
+    """
+    if table not in SCHEMAS:
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(SCHEMAS)}")
+    spec = SCHEMAS[table]
+    schema = _schema_problems(df, table, spec)
+    if schema:
+        return Checked(None, schema)
+    frame = conform(df, spec)
+    return Checked(frame, check_frame(frame, table, bounds).problems)
+
+
+def validate_table(df: DataFrame, table: str) -> DataFrame:
+    """`df` as `table` content (SPEC columns, order and types), or ValidationError naming every ERROR problem."""
+    checked = check_table(df, table)
+    errors = [p for p in checked.problems if p.severity == "ERROR"]
+    if errors or checked.frame is None:
+        raise ValidationError(errors)
+    return checked.frame
