@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
 
 from backfill_assets.contracts.tables import (
     ACCOUNTS_ALL,
@@ -25,6 +24,7 @@ from backfill_assets.contracts.tables import (
     MONTH_PATTERN,
     SUMMARY,
 )
+from backfill_assets.contracts.validation import conform
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_key
 from backfill_assets.transforms.rebuild import rebuild_latest, rebuild_summary
@@ -125,11 +125,6 @@ def _month_start(idx: Column) -> Column:
     return (
         F.unix_date(F.make_date(F.floor(idx / 12).cast("int"), (idx % 12 + 1).cast("int"), F.lit(1))).cast("long") * DAY
     )
-
-
-def conform(df: DataFrame, schema: StructType) -> DataFrame:
-    """The columns of `schema`, in its order, cast to its exact types."""
-    return df.select(*[F.col(f.name).cast(f.dataType).alias(f.name) for f in schema])
 
 
 # ---------------------------------------------------------------- accounts and their reported months
