@@ -36,6 +36,7 @@ from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.table_names import qualified_name
 from backfill_assets.transforms.months import add_months
 
 PROG = "backfill-assets"
@@ -176,12 +177,7 @@ class _Context:
         """Qualified name of a SPEC table, honouring table names configured on the lakehouse."""
         if table not in TABLES:
             raise CliError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}", EXIT_REFUSED)
-        configured = {
-            "accounts_all": self.lakehouse.accounts_table,
-            "summary": self.lakehouse.summary_table,
-            "latest_summary": self.lakehouse.latest_table,
-        }
-        return self.lakehouse.name(configured[table])
+        return qualified_name(self.lakehouse, table)
 
     def exists(self, name: str) -> bool:
         try:
@@ -292,9 +288,9 @@ def cmd_generate(ctx: _Context, accounts: int, months: int, end_month: str | Non
         raise CliError(f"generate: {e}", EXIT_REFUSED) from e
     ctx.lakehouse.recover()
     ctx.lakehouse.reset_watermark()
-    write(data, ctx.spark, replace=True)
+    write(data, ctx.lakehouse, replace=True)
     for table in TABLES:
-        name = ctx.spark.table(table)
+        name = ctx.table_name(table)
         print(f"{name}: {ctx.spark.session.table(name).count()} rows")
 
 

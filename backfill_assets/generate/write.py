@@ -5,41 +5,45 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, PARTITION, SUMMARY
+from backfill_assets.contracts.tables import CONTRACTS, PARTITION
 from backfill_assets.contracts.validation import conform
 from backfill_assets.generate.dataset import GeneratedData
-from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.table_names import qualified_name
 
 
-def _write(df: DataFrame, spark_resource: SparkIceberg, name: str, partitioned: bool, replace: bool) -> None:
-    """Create or replace (or append to) one Iceberg table.
+def _write(df: DataFrame, lakehouse: Lakehouse, table: str, replace: bool) -> None:
+    """Create or replace (or append to) the Iceberg table `table` (a contract name) under its configured name.
 
-    A partitioned table gets its rows sorted by month within each task and written without
-    Iceberg's default hash distribution: the same clustering, without shuffling the wide rows.
+    The rows are conformed to the table's contract. A partitioned table gets its rows sorted by
+    month within each task and written without Iceberg's default hash distribution: the same
+    clustering, without shuffling the wide rows.
     """
-    table = spark_resource.table(name)
-    if partitioned:
+    contract = CONTRACTS[table]
+    name = qualified_name(lakehouse, table)
+    df = conform(df, contract.schema)
+    if contract.partitioned:
         df = df.sortWithinPartitions(PARTITION)
-    writer = df.writeTo(table)
-    if partitioned:
+    writer = df.writeTo(name)
+    if contract.partitioned:
         writer = writer.partitionedBy(F.col(PARTITION)).option("distribution-mode", "none")
     if replace:
         writer.createOrReplace()
-    elif spark_resource.session.catalog.tableExists(table):
+    elif lakehouse.spark.session.catalog.tableExists(name):
         writer.append()
     else:
         writer.create()
 
 
-def write(generated: GeneratedData, spark_resource: SparkIceberg, replace: bool = True) -> None:
-    """Write `accounts_all` (history, then the late batch), `summary` and `latest_summary` as Iceberg tables.
+def write(generated: GeneratedData, lakehouse: Lakehouse, replace: bool = True) -> None:
+    """Write `accounts_all` (history, then the late batch), `summary` and `latest_summary` as Iceberg tables,
+    under the table names configured on `lakehouse` (`accounts_table`, `summary_table`, `latest_table`).
 
     With `replace`, the tables are created or replaced; otherwise rows are appended (tables created
     if missing). The late batch is appended as a load of its own, in files of its own, as a real
     delivery arrives: a run then finds it from file metadata without scanning the history.
     """
-    _write(conform(generated.history, ACCOUNTS_ALL), spark_resource, "accounts_all", partitioned=True, replace=replace)
-    _write(conform(generated.late, ACCOUNTS_ALL), spark_resource, "accounts_all", partitioned=True, replace=False)
-    _write(conform(generated.summary, SUMMARY), spark_resource, "summary", partitioned=True, replace=replace)
-    latest = conform(generated.latest_summary, SUMMARY)
-    _write(latest, spark_resource, "latest_summary", partitioned=False, replace=replace)
+    _write(generated.history, lakehouse, "accounts_all", replace=replace)
+    _write(generated.late, lakehouse, "accounts_all", replace=False)
+    _write(generated.summary, lakehouse, "summary", replace=replace)
+    _write(generated.latest_summary, lakehouse, "latest_summary", replace=replace)
