@@ -164,7 +164,7 @@ def workload(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, 
         return
     print(f"generating {accounts} accounts × 36 months, {older} older months (seed {seed}) …", flush=True)
     data = generate(session, accounts=accounts, months=36, end_month=END_MONTH, seed=seed, older_months=older)
-    write(data, spark_resource)
+    write(data, lakehouse)
     lakehouse.reset_watermark()
     rows = [(t, lakehouse.snapshot_id(t)) for t in tables]
     session.createDataFrame(rows, "table string, snapshot_id bigint").writeTo(baseline).createOrReplace()

@@ -32,7 +32,7 @@ def generated_lake(spark: SparkSession, spark_resource: SparkIceberg, accounts: 
     """A generated warehouse with its late batch waiting, and the reference model fed the same records."""
     lake = Lake(spark, spark_resource)
     data = generate(spark, accounts=accounts, months=36, end_month="2024-06", seed=5, late_fraction=late_fraction)
-    write(data, lake.resource)
+    write(data, lake.lakehouse)
     lake.model.deliver(_records(data.history))
     lake.model.run()
     lake.model.deliver(_records(data.late))

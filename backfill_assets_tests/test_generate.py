@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY
 from backfill_assets.generate import DELIVERY_DAYS, GeneratedData, generate, write
+from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.rebuild import latest_of
 from backfill_assets_tests.reference_model import SENTINELS, ReferenceModel, deleted, month_index
@@ -154,22 +155,27 @@ def test_arguments_are_checked(spark: SparkSession) -> None:
         generate(spark, accounts=0, months=1, end_month="2024-12", seed=1)
 
 
-def test_write_creates_the_three_tables(spark_resource: SparkIceberg, warehouse: Path) -> None:
-    """In a namespace of its own, so that other tests' tables are not touched."""
-    resource = SparkIceberg(
+def own_namespace(spark_resource: SparkIceberg, warehouse: Path, namespace: str) -> SparkIceberg:
+    """The test session's resource in a namespace of its own, so that other tests' tables are not touched."""
+    return SparkIceberg(
         master=spark_resource.master,
         warehouse=str(warehouse),
-        namespace="generate_test",
+        namespace=namespace,
         shuffle_partitions=spark_resource.shuffle_partitions,
         driver_memory=spark_resource.driver_memory,
         extra_conf=spark_resource.extra_conf,
     )
+
+
+def test_write_creates_the_three_tables(spark_resource: SparkIceberg, warehouse: Path) -> None:
+    resource = own_namespace(spark_resource, warehouse, "generate_test")
     spark = resource.session
     data = generate(spark, accounts=30, months=40, end_month="2024-12", seed=5)
     for df in (data.history, data.late, data.summary, data.latest_summary):
         df.cache()
-    write(data, resource, replace=False)  # creates the missing tables
-    write(data, resource)  # replaces them: same content, no duplicates
+    lakehouse = Lakehouse(spark=resource)
+    write(data, lakehouse, replace=False)  # creates the missing tables
+    write(data, lakehouse)  # replaces them: same content, no duplicates
     expected = {
         "accounts_all": (data.history.unionByName(data.late), ACCOUNTS_ALL),
         "summary": (data.summary, SUMMARY),
@@ -181,6 +187,28 @@ def test_write_creates_the_three_tables(spark_resource: SparkIceberg, warehouse:
         assert _rows(table) == _rows(df), name
     partitions = spark.sql(f"SELECT partition FROM {resource.table('summary')}.partitions").count()
     assert partitions == 40
+
+
+def test_write_uses_the_table_names_of_the_lakehouse(spark_resource: SparkIceberg, warehouse: Path) -> None:
+    resource = own_namespace(spark_resource, warehouse, "generate_names_test")
+    spark = resource.session
+    data = generate(spark, accounts=3, months=2, end_month="2024-12", seed=5, late_fraction=1.0)
+    names = {"accounts_all": "my_accounts", "summary": "my_summary", "latest_summary": "my_latest"}
+    lakehouse = Lakehouse(
+        spark=resource, accounts_table="my_accounts", summary_table="my_summary", latest_table="my_latest"
+    )
+    write(data, lakehouse)
+    tables = {r["tableName"] for r in spark.sql(f"SHOW TABLES IN {resource.catalog}.{resource.namespace}").collect()}
+    assert tables == set(names.values())
+    expected = {
+        "accounts_all": data.history.unionByName(data.late),
+        "summary": data.summary,
+        "latest_summary": data.latest_summary,
+    }
+    for table, df in expected.items():
+        assert _rows(spark.table(resource.table(names[table]))) == _rows(df), table
+    partitioned = {t: "partition" in spark.table(f"{resource.table(n)}.partitions").columns for t, n in names.items()}
+    assert partitioned == {"accounts_all": True, "summary": True, "latest_summary": False}  # as CONTRACTS says
 
 
 def test_older_months_add_history_and_keep_the_late_batch(spark: SparkSession) -> None:

@@ -71,7 +71,7 @@ def ui(spark: SparkSession, spark_resource: SparkIceberg, tmp_path_factory: pyte
     """A small generated warehouse with a late batch waiting, served by `dagster dev` on 127.0.0.1."""
     lake = Lake(spark, spark_resource)
     data = generate(spark, accounts=120, months=24, end_month="2024-06", seed=11, late_fraction=0.3)
-    write(data, lake.resource)
+    write(data, lake.lakehouse)
     lake.model.deliver(_records(data.history))
     lake.model.run()
     lake.model.deliver(_records(data.late))

@@ -82,6 +82,15 @@ class Lakehouse(dg.ConfigurableResource):
     def name(self, table: str) -> str:
         return self.spark.table(table)
 
+    def contract_table(self, table: str) -> str:
+        """Catalog.namespace.name of a table of the contract (accounts_all, summary, latest_summary) as configured."""
+        names = {
+            "accounts_all": self.accounts_table,
+            "summary": self.summary_table,
+            "latest_summary": self.latest_table,
+        }
+        return self.name(names[table])
+
     def snapshot_id(self, table: str) -> int | None:
         snap = latest_snapshot(self.spark, self.name(table))
         return None if snap is None else int(snap["snapshot_id"])

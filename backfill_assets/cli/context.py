@@ -1,0 +1,59 @@
+"""What one command works with: the Spark resource, the lakehouse and the Dagster definitions.
+
+Spark and catalog settings come from `definitions.defs.resources["spark"]` (one place to configure);
+table names from its `lakehouse` resource. Tests inject their own resource via `main(spark=...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+from pyspark.errors import AnalysisException
+
+from backfill_assets import definitions
+from backfill_assets.cli.errors import EXIT_REFUSED, CliError
+from backfill_assets.contracts.tables import SCHEMAS
+from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.spark import SparkIceberg
+
+TABLES = tuple(SCHEMAS)  # accounts_all, summary, latest_summary
+
+
+class Context:
+    """The Spark resource, lakehouse and Dagster definitions one command works with."""
+
+    def __init__(self, spark: SparkIceberg | None, namespace: str | None) -> None:
+        resources = definitions.defs.resources or {}
+        base_spark, base_lakehouse = resources["spark"], resources["lakehouse"]
+        assert isinstance(base_spark, SparkIceberg) and isinstance(base_lakehouse, Lakehouse)
+        resource = spark or base_spark
+        if namespace:
+            resource = _with(resource, namespace=namespace)
+        self.spark = resource
+        if resource is base_spark:
+            self.lakehouse, self.defs = base_lakehouse, definitions.defs
+        else:
+            self.lakehouse = Lakehouse(**{**_fields(base_lakehouse), "spark": resource})
+            self.defs = definitions.build_defs(resource, self.lakehouse)
+
+    def table_name(self, table: str) -> str:
+        """Qualified name of a SPEC table, honouring table names configured on the lakehouse."""
+        if table not in TABLES:
+            raise CliError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}", EXIT_REFUSED)
+        return self.lakehouse.contract_table(table)
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.spark.session.table(name)
+        except AnalysisException:
+            return False
+        return True
+
+
+def _with(resource: SparkIceberg, **changes: Any) -> SparkIceberg:
+    return SparkIceberg(**{**_fields(resource), **changes})
+
+
+def _fields(resource: dg.ConfigurableResource) -> dict[str, Any]:
+    return {k: getattr(resource, k) for k in type(resource).model_fields}
