@@ -20,7 +20,7 @@ from backfill_assets import cli
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.resources.lakehouse import STATE_DDL, Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.test_validation import account_row, frame, summary_row
+from backfill_assets_tests.fixtures import account_row, frame, summary_row
 
 T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)
 

@@ -18,7 +18,7 @@ from backfill_assets.io_manager import latest_snapshot
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 from backfill_assets_tests.reference_model import month_index, month_key
 
 FIRST, LAST, GAP, CORRECTED = "2021-01", "2024-06", "2023-03", "2023-05"

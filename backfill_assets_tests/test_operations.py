@@ -15,7 +15,7 @@ from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
 from backfill_assets.transforms.months import add_months, month_range
-from backfill_assets_tests.lake import Lake, record, spark_jobs
+from backfill_assets_tests.fixtures import Lake, record, spark_jobs
 
 LAST = MONTHLY.get_last_partition_key() or ""
 

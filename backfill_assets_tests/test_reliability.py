@@ -3,90 +3,14 @@ finishes the job exactly."""
 
 from __future__ import annotations
 
-import json
-import os
-import queue
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
 from backfill_assets.resources.lakehouse import ROLLED_BACK
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets.transforms.months import month_range
-from backfill_assets_tests.lake import Lake, record
-
-
-class CliRun:
-    """`backfill-assets run` in its own process (and process group), stopped at a fault point."""
-
-    def __init__(self, lake: Lake, point: str, master: str = "local[2]") -> None:
-        spark_config = {
-            "master": master,
-            "namespace": lake.resource.namespace,
-            "warehouse": lake.resource.warehouse,
-            "driver_memory": "1g",
-            "shuffle_partitions": 2,
-            "extra_conf": {"spark.ui.enabled": "false"},
-        }
-        env = {
-            **os.environ,
-            "BACKFILL_FAULT_POINT": point,
-            "BACKFILL_SPARK_CONFIG": json.dumps(spark_config),
-            "PYSPARK_PYTHON": sys.executable,
-        }
-        env.pop("DAGSTER_HOME", None)
-        self.process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "backfill-assets"), "run"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, point: str, timeout: float = 600) -> None:
-        deadline, seen = time.monotonic() + timeout, []
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=1)
-            except queue.Empty:
-                assert self.process.poll() is None, "".join(seen[-30:])
-                continue
-            seen.append(line)
-            if f"fault point {point} reached" in line:
-                return
-        raise AssertionError(f"never reached {point}: {''.join(seen[-30:])}")
-
-    def kill(self) -> None:
-        """kill -9 of the run's process and its Spark JVM."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(60)
-
-
-def prepared(spark: SparkSession, spark_resource: SparkIceberg) -> Lake:
-    """Three accounts summarised, then a late batch waiting: a correction, a deletion, a forward month."""
-    lake = Lake(spark, spark_resource)
-    lake.deliver(record(a, m, acct_bal_am=10 * a) for a in (1, 2, 3) for m in month_range("2024-01", "2024-06"))
-    lake.run()
-    lake.deliver([record(1, "2024-03", acct_bal_am=7), record(2, "2024-02", soft_del_cd="1"), record(3, "2024-07")])
-    return lake
-
-
-def snapshots(lake: Lake) -> tuple[int | None, int | None]:
-    return lake.snapshot("summary"), lake.snapshot("latest_summary")
+from backfill_assets_tests.fixtures import CliRun, prepared, snapshots
 
 
 @pytest.mark.parametrize(

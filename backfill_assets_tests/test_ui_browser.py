@@ -31,7 +31,7 @@ from backfill_assets.generate import generate, write
 from backfill_assets.partitions import MONTHLY
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_range
-from backfill_assets_tests.lake import Lake
+from backfill_assets_tests.fixtures import Lake
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(os.environ.get("BACKFILL_UI_ARTIFACTS", REPO / "test-artifacts" / "ui"))
