@@ -1,4 +1,6 @@
-"""One SparkSession (with the Iceberg catalog on a temporary warehouse) for the whole test session."""
+"""One SparkSession (with the Iceberg catalog on a temporary warehouse) for the whole test session, and the
+test tiers: every test is marked `unit`, `integration` or `system` after the folder it is in, and the tiers
+run in that order (a broken unit test fails first)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,31 @@ import pytest
 from pyspark.sql import SparkSession
 
 from backfill_assets.resources.spark import SparkIceberg
+
+TIERS = ("unit", "integration", "system")
+_HERE = Path(__file__).resolve().parent
+
+
+def _tier(item: pytest.Item) -> str | None:
+    """The tier folder of a test of this package; None for a test elsewhere."""
+    try:
+        parts = item.path.resolve().relative_to(_HERE).parts
+    except ValueError:
+        return None
+    if len(parts) < 2 or parts[0] not in TIERS:
+        raise pytest.UsageError(f"{item.nodeid}: a test module belongs in one of {', '.join(f'{t}/' for t in TIERS)}")
+    return parts[0]
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    tiers = {id(item): _tier(item) for item in items}
+    for item in items:
+        tier = tiers[id(item)]
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+    rank = {tier: i for i, tier in enumerate(TIERS)}
+    items.sort(key=lambda item: rank.get(tiers[id(item)] or "", len(TIERS)))  # stable: file order within a tier
 
 
 @pytest.fixture(scope="session")

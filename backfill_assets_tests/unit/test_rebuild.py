@@ -7,13 +7,13 @@ import random
 from typing import Any
 
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.rebuild import latest_of, rebuild_summary
-from backfill_assets_tests.reference_model import ReferenceModel, deleted, month_key
+from backfill_assets_tests.fixtures import Record, assert_summary_equal, rows_by_key
+from backfill_assets_tests.reference_model import ReferenceModel, month_key
 
-Record = dict[str, Any]
 Rows = dict[tuple[int, str], dict[str, Any]]
 T0 = dt.datetime(2024, 1, 1)
 AMOUNTS = ("acct_credit_ext_am", "acct_bal_am", "past_due_am", "actual_pymt_am")
@@ -75,20 +75,6 @@ def expected_summary(records: list[Record]) -> Rows:
     model.deliver(records)
     model.run()
     return model.summary()
-
-
-def rows_by_key(df: DataFrame) -> Rows:
-    return {(r["cons_acct_key"], r["rpt_as_of_mo"]): r.asDict(recursive=True) for r in df.collect()}
-
-
-def assert_summary_equal(actual: Rows, expected: Rows) -> None:
-    assert set(actual) == set(expected)
-    for key, want in expected.items():
-        got = actual[key]
-        if deleted(want["soft_del_cd"]):
-            assert got["soft_del_cd"] == want["soft_del_cd"], key
-        else:
-            assert got == want, key
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])

@@ -18,7 +18,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 
 CHECKS = "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }"
 # newest first: the refused run, then the good one

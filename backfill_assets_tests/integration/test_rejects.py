@@ -22,8 +22,7 @@ from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
 from backfill_assets.transforms.rejects import MESSAGE, RULE, accepted, tag, unseen
-from backfill_assets_tests.lake import Lake, record
-from backfill_assets_tests.test_validation import account_row, frame
+from backfill_assets_tests.fixtures import Lake, account_row, frame, record
 
 MONTHS = ["2024-01", "2024-02", "2024-03"]
 FAR_FUTURE = dt.datetime(2099, 1, 1)

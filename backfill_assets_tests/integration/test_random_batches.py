@@ -10,7 +10,7 @@ from pyspark.sql import SparkSession
 
 from backfill_assets.jobs import BACKFILL_JOB, range_tags
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.lake import MONTHS, Lake, random_batch
+from backfill_assets_tests.fixtures import MONTHS, Lake, random_batch
 
 FORWARD = ["2026-01", "2026-02", "2026-04"]
 SEEDS = [int(s) for s in os.environ.get("BACKFILL_SEEDS", "1,2,3").split(",")]

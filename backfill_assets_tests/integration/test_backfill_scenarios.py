@@ -15,27 +15,26 @@ from pyspark.sql import SparkSession
 
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, next_ts, record
-from backfill_assets_tests.reference_model import month_index, month_key
+from backfill_assets_tests.fixtures import (
+    CORRECT,
+    CORRECT_LATEST,
+    DELETE,
+    DELETE_LATEST,
+    FAR,
+    GAP_FILL,
+    MULTI,
+    NULLS,
+    SENTINEL,
+    TIES,
+    TS,
+    Lake,
+    next_ts,
+    record,
+    scenario_history,
+    scenario_late,
+)
 
 Rows = dict[tuple[int, str], dict[str, Any]]
-
-
-def months(first: str, last: str) -> list[str]:
-    return [month_key(i) for i in range(month_index(first), month_index(last) + 1)]
-
-
-def history(account: int, first: str, last: str, skip: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """One record per month, balance = 100 + month number, so positions are easy to check."""
-    return [
-        record(account, m, acct_bal_am=100 + month_index(m) - month_index(first))
-        for m in months(first, last)
-        if m not in skip
-    ]
-
-
-# accounts, one or more per scenario
-MULTI, GAP_FILL, CORRECT, CORRECT_LATEST, NULLS, SENTINEL, FAR, DELETE, DELETE_LATEST, TS, TIES = range(1, 12)
 
 
 @dataclass
@@ -47,76 +46,6 @@ class Phases:
     after_redelivery: Rows
     late_report: RunReport
     late_ts: dict[str, dt.datetime]
-
-
-def scenario_history() -> list[dict[str, Any]]:
-    """The records every scenario starts from, applied in a first run."""
-    return (
-        history(MULTI, "2023-01", "2024-12")
-        + history(GAP_FILL, "2023-01", "2024-12", skip=("2024-03",))
-        + history(CORRECT, "2023-01", "2024-12")
-        + history(CORRECT_LATEST, "2023-01", "2024-12")
-        + history(NULLS, "2023-01", "2024-12")
-        + history(SENTINEL, "2023-01", "2024-12")
-        + history(FAR, "2022-01", "2022-01")
-        + history(FAR, "2025-06", "2025-08")
-        + history(DELETE, "2023-01", "2024-12")
-        + history(DELETE_LATEST, "2023-01", "2024-12")
-        + history(TS, "2023-01", "2024-12")
-        + history(TIES, "2023-01", "2024-12")
-    )
-
-
-def scenario_late(ts: dict[str, dt.datetime]) -> list[dict[str, Any]]:
-    """The late batch: one or more records per scenario, applied in a second run."""
-    return [
-        record(MULTI, "2024-01", acct_bal_am=9001),
-        record(MULTI, "2024-02", acct_bal_am=9002),
-        record(MULTI, "2024-06", acct_bal_am=9006),
-        record(GAP_FILL, "2024-03", acct_bal_am=5555, days_past_due_ct_4in=95),
-        record(CORRECT, "2024-05", acct_bal_am=777, acct_credit_ext_am=2000),
-        record(CORRECT_LATEST, "2024-12", acct_bal_am=888),
-        record(NULLS, "2024-04", acct_bal_am=None, actual_pymt_am=None, days_past_due_ct_4in=None),
-        record(
-            SENTINEL,
-            "2024-04",
-            acct_bal_am=-1,
-            acct_credit_ext_am=-2147483647,
-            past_due_am=-214748364,
-            actual_pymt_am=-21474836,
-        ),
-        record(FAR, "2021-01", acct_bal_am=4242),
-        record(DELETE, "2024-06", soft_del_cd="1"),
-        record(DELETE_LATEST, "2024-12", soft_del_cd="4"),
-        record(TS, "2023-06", ts["ts"], acct_bal_am=606),
-        # two versions with equal base_ts: the greater insert_ts wins; a NULL update_ts loses
-        record(TIES, "2024-07", ts["tie"], acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),
-        record(TIES, "2024-07", ts["tie"], acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),
-        record(TIES, "2024-08", ts["tie"], acct_bal_am=3, insert_ts=dt.datetime(2026, 1, 2), update_ts=None),
-        record(
-            TIES,
-            "2024-08",
-            ts["tie"],
-            acct_bal_am=4,
-            insert_ts=dt.datetime(2026, 1, 2),
-            update_ts=dt.datetime(2026, 1, 3),
-        ),
-    ]
-
-
-SCENARIOS = {
-    "several late months of one account": MULTI,
-    "late month without a row": GAP_FILL,
-    "correction": CORRECT,
-    "correction of the latest month": CORRECT_LATEST,
-    "null overwrites a value": NULLS,
-    "sentinel amounts": SENTINEL,
-    "late month far before later rows": FAR,
-    "deletion": DELETE,
-    "deletion of the latest month": DELETE_LATEST,
-    "base_ts rule": TS,
-    "tie-breaks": TIES,
-}
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from backfill_assets import cli
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.resources.lakehouse import STATE_DDL, Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.test_validation import account_row, frame, summary_row
+from backfill_assets_tests.fixtures import account_row, frame, summary_row
 
 T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)
 
@@ -318,11 +318,6 @@ def test_missing_file_and_unknown_table_fail_cleanly(run_cli: Cli) -> None:
     assert run_cli("frobnicate").code == 2
 
 
-def test_help_exits_zero(run_cli: Cli) -> None:
-    result = run_cli("--help")
-    assert result.code == 0 and "import" in result.out and "generate" in result.out
-
-
 def test_namespace_option_selects_the_tables(run_cli: Cli) -> None:
     assert run_cli("import", "summary", run_cli.parquet(summary_df(run_cli.spark, SUMMARIES))).code == 0
     out = str(run_cli.tmp / "out")
@@ -368,12 +363,6 @@ def test_generate_writes_the_three_tables(run_cli: Cli) -> None:
     out = str(run_cli.tmp / "summary")
     assert run_cli("export", "summary", out).code == 0
     assert run_cli("import", "summary", out, "--replace").code == 0
-
-
-def test_default_end_month_has_every_delivery_in_the_past() -> None:
-    assert cli.delivered_month(dt.date(2024, 1, 31)) == "2023-12"
-    assert cli.delivered_month(dt.date(2024, 1, 15)) == "2023-11"
-    assert cli.delivered_month(dt.date(2024, 12, 1)) == "2024-10"
 
 
 def test_compact_after_a_run_leaves_no_delete_files(run_cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,7 @@
 """Benchmark: the backfill against the floor of reading and writing the affected partitions once.
 
-    python -m backfill_assets_tests.bench --size small      # 20,000 accounts × 36 months
-    python -m backfill_assets_tests.bench --size medium     # 200,000 accounts × 36 months (opt-in)
+    python -m benchmarks.bench --size small      # 20,000 accounts × 36 months
+    python -m benchmarks.bench --size medium     # 200,000 accounts × 36 months (opt-in)
 
 One process: generate (or reuse, by size and seed) the workload, time the floor, run the real
 Dagster job (`backfill-assets run` path), check a sample of changed accounts against the reference

@@ -8,57 +8,11 @@ from typing import Any
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, ShortType, StringType, StructField, StructType, TimestampNTZType
+from pyspark.sql.types import ArrayType, ShortType, TimestampNTZType
 
 from backfill_assets.contracts.conform import ValidationError, check_table, validate_table
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, GRID, HISTORIES, SUMMARY, SUMMARY_COLUMNS
-from backfill_assets_tests.lake import spark_jobs
-
-T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)
-
-
-def account_row(account: int | None = 1, month: str | None = "2024-01", **values: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "cons_acct_key": account,
-        "rpt_as_of_mo": month,
-        "base_ts": T,
-        "insert_ts": None,
-        "update_ts": T,
-        "soft_del_cd": None,
-        "acct_credit_ext_am": 1000,
-        "acct_bal_am": None,
-        "past_due_am": 0,
-        "actual_pymt_am": -1,
-        "days_past_due_ct_4in": 0,
-        "asset_class_cd_4in": None,
-        "acct_stat_cd": "11",
-    }
-    row.update(values)
-    return row
-
-
-def summary_row(account: int | None = 1, month: str | None = "2024-01", **values: Any) -> dict[str, Any]:
-    ints = [7, None, *range(34)]
-    strings = ["0", None, *["1"] * 34]
-    row: dict[str, Any] = {c: None for c in SUMMARY_COLUMNS}
-    row.update(
-        cons_acct_key=account,
-        rpt_as_of_mo=month,
-        base_ts=T,
-        balance_am=7,
-        days_past_due=0,
-        payment_rating_cd="0",
-        **{h: strings if SUMMARY[h].dataType == ArrayType(StringType()) else ints for h in HISTORIES},
-    )
-    row[GRID] = "0?" + "1" * 34
-    row.update(values)
-    return row
-
-
-def frame(spark: SparkSession, rows: list[dict[str, Any]], schema: StructType) -> DataFrame:
-    """Rows in `schema`'s columns and types, every column nullable (as a parquet file reads back)."""
-    nullable = StructType([StructField(f.name, f.dataType, True) for f in schema.fields])
-    return spark.createDataFrame([tuple(r[f.name] for f in schema.fields) for r in rows], nullable)
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY
+from backfill_assets_tests.fixtures import account_row, frame, spark_jobs, summary_row
 
 
 def accounts(spark: SparkSession, *rows: dict[str, Any]) -> DataFrame:

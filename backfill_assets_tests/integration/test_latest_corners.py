@@ -18,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 
 # accounts
 FAR_ACTIVE = 1  # its latest month is deleted; its only other active row is 45 months before the range

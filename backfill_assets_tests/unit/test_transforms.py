@@ -16,9 +16,16 @@ from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.histories import history_patches
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.windows import join_windows
-from backfill_assets_tests.lake import MONTHS, next_ts, random_batch, record
+from backfill_assets_tests.fixtures import (
+    MONTHS,
+    SCENARIOS,
+    next_ts,
+    random_batch,
+    record,
+    scenario_history,
+    scenario_late,
+)
 from backfill_assets_tests.reference_model import ReferenceModel, deleted, rating
-from backfill_assets_tests.test_backfill_scenarios import SCENARIOS, scenario_history, scenario_late
 
 Rec = dict[str, Any]
 

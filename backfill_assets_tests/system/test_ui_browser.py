@@ -31,9 +31,9 @@ from backfill_assets.partitions import MONTHLY
 from backfill_assets.planning import required_range
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_range
-from backfill_assets_tests.lake import Lake
+from backfill_assets_tests.fixtures import Lake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("BACKFILL_UI_ARTIFACTS", REPO / "test-artifacts" / "ui"))
 GROUP_PAGE = "/locations/backfill_assets/asset-groups/backfill"
 GRAPH = ["classified_accounts", "case3_backfill", "joined_windows", "updated_histories", "summary_backfilled"]

@@ -17,7 +17,7 @@ from backfill_assets.backfill import concurrently
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 
 MONTHS = [f"2024-{m:02d}" for m in range(1, 7)]
 TABLES = ("summary", "latest_summary", "accounts_all", "backfill_state", "backfill_rejects")

@@ -8,14 +8,13 @@ import dagster as dg
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.cli import CliError, run_options
 from backfill_assets.jobs import BACKFILL_JOB, range_tags
 from backfill_assets.partitions import MONTHLY
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
 from backfill_assets.transforms.months import add_months, month_range
-from backfill_assets_tests.lake import Lake, record, spark_jobs
+from backfill_assets_tests.fixtures import Lake, record, spark_jobs
 
 LAST = MONTHLY.get_last_partition_key() or ""
 
@@ -212,13 +211,3 @@ def test_a_wrong_run_config_value_fails_before_any_step_naming_the_field(
         )
     assert field in f"{error.value} {error.value.__cause__}"  # the run log shows both
     assert not spark.catalog.tableExists(lake.table("summary"))  # no step ran
-
-
-@pytest.mark.parametrize(
-    ("watermark", "refresh", "field"),
-    [("yesterday", None, "watermark_override"), (None, "2024-1", "refresh_from"), (None, "2024-05:2024-01", "refresh")],
-)
-def test_run_flags_are_checked_before_spark_starts(watermark: str | None, refresh: str | None, field: str) -> None:
-    with pytest.raises(CliError, match=field):
-        run_options(watermark, refresh)
-    assert run_options("2026-01-01T00:00:00", "2024-01:2024-03").refreshed_months() == ["2024-01", "2024-02", "2024-03"]

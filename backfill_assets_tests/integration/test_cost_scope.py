@@ -19,7 +19,7 @@ from backfill_assets.resources.maintenance import compact
 from backfill_assets.resources.runlog import open_runs
 from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 from backfill_assets_tests.reference_model import month_index, month_key
 
 FIRST, LAST, GAP, CORRECTED = "2021-01", "2024-06", "2023-03", "2023-05"

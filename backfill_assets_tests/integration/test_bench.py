@@ -7,7 +7,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from backfill_assets_tests.bench import HeapSampler, Measured, Phase, median_run
+from benchmarks.bench import HeapSampler, Measured, Phase, median_run
 
 MIB = 1024 * 1024
 

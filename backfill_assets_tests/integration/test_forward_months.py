@@ -6,7 +6,7 @@ from pyspark.sql import SparkSession
 
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
-from backfill_assets_tests.lake import Lake, record
+from backfill_assets_tests.fixtures import Lake, record
 
 HISTORY = [f"2025-{m:02d}" for m in range(1, 7)]
 

@@ -18,8 +18,8 @@ from backfill_assets.generate import DELIVERY_DAYS, GeneratedData, generate, wri
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.rebuild import latest_of
+from backfill_assets_tests.fixtures import Record, assert_summary_equal, rows_by_key
 from backfill_assets_tests.reference_model import SENTINELS, ReferenceModel, deleted, month_index
-from backfill_assets_tests.test_rebuild import Record, assert_summary_equal, rows_by_key
 
 AMOUNTS = ("acct_credit_ext_am", "acct_bal_am", "past_due_am", "actual_pymt_am")
 ACCOUNTS = 300

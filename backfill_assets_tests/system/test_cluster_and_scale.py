@@ -18,8 +18,7 @@ from pyspark.sql import SparkSession
 
 from backfill_assets.generate import generate, write
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.lake import Lake
-from backfill_assets_tests.test_reliability import CliRun
+from backfill_assets_tests.fixtures import CliRun, Lake
 
 SPARK_CLASS = str(Path(pyspark.__file__).parent / "bin" / "spark-class")
 
