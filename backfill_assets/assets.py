@@ -14,19 +14,13 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.backfill import Batch, SummaryBackfill
-from backfill_assets.checks import gate, result, spec
-from backfill_assets.contracts.tables import (
-    CASES,
-    CLASSIFIED,
-    JOINED,
-    PATCHES,
-    ddl,
-)
+from backfill_assets.checks import gate, md_table, result, spec
+from backfill_assets.contracts.tables import CASES, CLASSIFIED, JOINED, PATCHES, ddl
 from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
 from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.planning import REACH, selection_problem
-from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.lakehouse import Commit, Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import begin_run, end_run
@@ -40,7 +34,7 @@ accounts_all = dg.AssetSpec(
     partitions_def=MONTHLY,
     group_name="sources",
     kinds={"iceberg"},
-    description="Account records as lenders deliver them, late ones included (SPEC §2.1).",
+    description="Account records as lenders deliver them, late ones included (docs/spec.md §2.1).",
 )
 
 
@@ -57,16 +51,9 @@ def _spark_asset(schema: str | None, **kwargs: Any) -> Any:
     )
 
 
-def _table(rows: list[Any], columns: list[str]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    return dg.MetadataValue.md("\n".join(lines))
-
-
 def _by_month(counts: dict[str, dict[str, int]], columns: list[str]) -> dg.MetadataValue:
     """One row per month, one column per count (zeros shown): how a batch spreads over the months."""
-    rows = [{"rpt_as_of_mo": m, **{c: counts[m].get(c, 0) for c in columns}} for m in sorted(counts)]
-    return _table(rows, ["rpt_as_of_mo", *columns])
+    return md_table(["rpt_as_of_mo", *columns], [[m, *(counts[m].get(c, 0) for c in columns)] for m in sorted(counts)])
 
 
 def _seconds(started: float) -> dg.MetadataValue:
@@ -272,8 +259,7 @@ def summary_backfilled(
         if run.applied_through is None:
             context.log.info("nothing to apply: no unapplied records in the selected months")
             yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
-            for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK):
-                yield result(name, "summary_backfilled", [])
+            yield from (result(name, ASSET, []) for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK))
             end_run(lakehouse, run_id, ok=True)
             return
         read, agrees = run.read()
@@ -284,20 +270,25 @@ def summary_backfilled(
         context.log.info("write checks passed; committing summary, then latest_summary")
         commit = run.commit(run_id)
         end_run(lakehouse, run_id, ok=True)
+    yield dg.MaterializeResult(metadata=_summary_metadata(context, run, commit, started))
+
+
+def _summary_metadata(
+    context: AssetExecutionContext, run: SummaryBackfill, commit: Commit, started: float
+) -> dict[str, Any]:
+    """Rows read and written (per month), the snapshots committed."""
     per_month = run.rows_by_month()
     rows = sum(m.get("rows_written", 0) for m in per_month.values())
     touched = sum(1 for m in per_month.values() if m.get("rows_written"))
     context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
-    yield dg.MaterializeResult(
-        metadata={
-            "applied_through": str(run.applied_through),
-            "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
-            "summary_rows_written": rows,
-            "latest_rows_written": commit.latest_rows_written,
-            "months_touched": touched,
-            "summary_snapshot_id": str(commit.summary_snapshot),
-            "latest_snapshot_id": str(commit.latest_snapshot),
-            "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
-            "duration_s": _seconds(started),
-        }
-    )
+    return {
+        "applied_through": str(run.applied_through),
+        "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),
+        "summary_rows_written": rows,
+        "latest_rows_written": commit.latest_rows_written,
+        "months_touched": touched,
+        "summary_snapshot_id": str(commit.summary_snapshot),
+        "latest_snapshot_id": str(commit.latest_snapshot),
+        "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
+        "duration_s": _seconds(started),
+    }

@@ -7,7 +7,7 @@ run and `summary`/`latest_summary` keep their snapshots.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import dagster as dg
 
@@ -23,20 +23,32 @@ def _examples(p: Problem) -> str:
     return ", ".join(f"({a}, {m})" for a, m in keys)
 
 
+def md_table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> dg.MetadataValue:
+    """A markdown table, as the UI shows metadata."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
 def _problems_table(problems: list[Problem]) -> dg.MetadataValue:
-    lines = ["| severity | table | column | rule | rows | months | example keys |", "|---|---|---|---|---|---|---|"]
-    lines += [
-        f"| {p.severity} | {p.table} | {p.column} | {p.rule} | {p.rows if p.rows is not None else '-'} "
-        f"| {len(p.by_month) or '-'} | {_examples(p)} |"
+    rows = [
+        (
+            p.severity,
+            p.table,
+            p.column,
+            p.rule,
+            p.rows if p.rows is not None else "-",
+            len(p.by_month) or "-",
+            _examples(p),
+        )
         for p in problems
     ]
-    return dg.MetadataValue.md("\n".join(lines))
+    return md_table(["severity", "table", "column", "rule", "rows", "months", "example keys"], rows)
 
 
 def _by_month_table(problems: list[Problem]) -> dg.MetadataValue:
-    lines = ["| table | column | rule | month | rows |", "|---|---|---|---|---|"]
-    lines += [f"| {p.table} | {p.column} | {p.rule} | {m} | {n} |" for p in problems for m, n in p.by_month]
-    return dg.MetadataValue.md("\n".join(lines))
+    rows = [(p.table, p.column, p.rule, m, n) for p in problems for m, n in p.by_month]
+    return md_table(["table", "column", "rule", "month", "rows"], rows)
 
 
 def result(

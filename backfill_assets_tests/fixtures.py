@@ -134,7 +134,7 @@ class Lake:
         return self.lakehouse.snapshot_id(table)
 
     def assert_matches_model(self) -> None:
-        """SPEC §4.1–4.3: the summary and latest_summary equal the full recompute."""
+        """docs/spec.md §4.1–4.3: the summary and latest_summary equal the full recompute."""
         actual, expected = self.rows("summary"), self.model.summary()
         assert sorted(actual) == sorted(expected), _diff_keys(actual, expected)
         for key, want in expected.items():

@@ -1,4 +1,4 @@
-"""Independent reference model of SPEC §3–4: a plain-Python full recompute from all records.
+"""Independent reference model of docs/spec.md §3–4: a plain-Python full recompute from all records.
 
 Deliberately naive (dicts and loops, no Spark): it is the judge the pipeline is compared with.
 """

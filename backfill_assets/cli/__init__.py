@@ -1,4 +1,4 @@
-"""`backfill-assets`: import, export, run, compact, generate and rejects (SPEC §6).
+"""`backfill-assets`: import, export, run, compact, generate and rejects (docs/spec.md §6).
 
 Every expected failure (a file that does not fit, a missing file or table, a failed run, an error
 of Spark or Iceberg) ends as one line `backfill-assets: <reason>` on stderr and a non-zero exit

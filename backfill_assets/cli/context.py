@@ -38,7 +38,7 @@ class Context:
             self.defs = definitions.build_defs(resource, self.lakehouse)
 
     def table_name(self, table: str) -> str:
-        """Qualified name of a SPEC table, honouring table names configured on the lakehouse."""
+        """Qualified name of a contract table, honouring table names configured on the lakehouse."""
         if table not in TABLES:
             raise CliError(f"unknown table {table!r}; expected one of {', '.join(TABLES)}", EXIT_REFUSED)
         return self.lakehouse.contract_table(table)

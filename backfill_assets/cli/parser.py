@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
         help="Merge the delete files that merge-on-read runs leave into the data files of summary and latest_summary.",
     )
 
-    rej = sub.add_parser("rejects", help="List the records runs rejected (SPEC §7) with their rule and run.")
+    rej = sub.add_parser("rejects", help="List the records runs rejected (docs/spec.md §7) with their rule and run.")
     rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
     rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")
 

@@ -27,7 +27,7 @@ from backfill_assets.contracts.models import Bounds
 from backfill_assets.contracts.tables import SCHEMAS
 from backfill_assets.contracts.validation import Problem, check_frame
 
-# Source types accepted for a SPEC type, and converted by an explicit cast. Only lossless widenings:
+# Source types accepted for a contract type, and converted by an explicit cast. Only lossless widenings:
 # a narrower integer, and a timestamp without time zone (its wall clock is read as UTC, the
 # project's session time zone). Everything else (a string for a timestamp, a bigint for an INT, a
 # double for an amount) is refused rather than guessed.
@@ -67,15 +67,15 @@ def _schema_problems(df: DataFrame, table: str, spec: StructType) -> list[Proble
     out = []
     for f in spec.fields:
         if f.name not in fields:
-            out.append(Problem(table, f.name, f"missing (SPEC type {f.dataType.simpleString()})"))
+            out.append(Problem(table, f.name, f"missing (contract type {f.dataType.simpleString()})"))
         elif not _fits(fields[f.name], f.dataType):
             got = fields[f.name].simpleString()
-            out.append(Problem(table, f.name, f"type {got} does not fit SPEC type {f.dataType.simpleString()}"))
+            out.append(Problem(table, f.name, f"type {got} does not fit contract type {f.dataType.simpleString()}"))
     return out
 
 
 def conform(df: DataFrame, spec: StructType) -> DataFrame:
-    """The SPEC columns in SPEC order, cast to the SPEC types (extra columns dropped)."""
+    """The contract columns in contract order, cast to the contract types (extra columns dropped)."""
     return df.select(*[df[f.name].cast(f.dataType).alias(f.name) for f in spec.fields])
 
 
@@ -96,7 +96,7 @@ def check_table(df: DataFrame, table: str, bounds: Bounds | None = None) -> Chec
 
 
 def validate_table(df: DataFrame, table: str) -> DataFrame:
-    """`df` as `table` content (SPEC columns, order and types), or ValidationError naming every ERROR problem."""
+    """`df` as `table` content (contract columns, order and types), or ValidationError naming every ERROR problem."""
     checked = check_table(df, table)
     errors = [p for p in checked.problems if p.severity == "ERROR"]
     if errors or checked.frame is None:

@@ -61,7 +61,7 @@ UNIQUE: dict[str, tuple[str, ...]] = {name: c.unique for name, c in CONTRACTS.it
 class Rule:
     """One row rule of a table: `violated` is true on a row that breaks it.
 
-    `reject` names the SPEC §7 rule under which a run rejects a source record that breaks it (the
+    `reject` names the docs/spec.md §7 rule under which a run rejects a source record that breaks it (the
     run goes on without the record); None for a rule whose violation is not the lender's record.
     """
 
@@ -91,7 +91,7 @@ def _key_rules() -> list[Rule]:
 
 
 def reject_rules(bounds: Bounds) -> list[Rule]:
-    """The rules of SPEC §7 a source record must keep, in the order a record is judged.
+    """The rules of docs/spec.md §7 a source record must keep, in the order a record is judged.
 
     Each holds only on records that keep every earlier one, so that a record breaking several counts
     once, under the first: the counts of the source check are then the rows of the rejects table.

@@ -1,4 +1,4 @@
-"""Check a DataFrame against the table contracts of SPEC §2 before anything is written.
+"""Check a DataFrame against the table contracts of docs/spec.md §2 before anything is written.
 
 Schema problems (missing columns, types that do not fit) are found from the schema alone; data
 problems (NULL keys, malformed months, history arrays of the wrong length, duplicate keys) are
@@ -40,7 +40,7 @@ class Problem:
     severity: Severity = "ERROR"
     by_month: tuple[tuple[str, int], ...] = ()
     examples: tuple[tuple[int | None, str | None], ...] = ()
-    reject: str | None = None  # the SPEC §7 rule under which a run rejects these rows (`schemas.Rule`)
+    reject: str | None = None  # the docs/spec.md §7 rule under which a run rejects these rows (`models.Rule`)
 
     @property
     def message(self) -> str:
@@ -81,7 +81,7 @@ class Report:
 
     @property
     def rejected(self) -> dict[str, int]:
-        """Rows per SPEC §7 rule under which a run rejects them (each row under one rule: `schemas.reject_rules`)."""
+        """Rows per rule of docs/spec.md §7 a run rejects them under (each under one rule: `models.reject_rules`)."""
         out: dict[str, int] = {}
         for p in self.problems:
             if p.reject:
@@ -189,7 +189,7 @@ def _pandera_problems(table: str, errors: dict[str, Any]) -> list[Problem]:
 def check_frame(
     frame: DataFrame, table: str, bounds: Bounds | None = None, depth: PanderaDepth = "SCHEMA_ONLY"
 ) -> Report:
-    """Check `frame` as content of `table` (a `schemas.MODELS` name): pandera's model, then the row rules.
+    """Check `frame` as content of `table` (a `models.MODELS` name): pandera's model, then the row rules.
 
     A structural error (a column missing or of another type) stops there: the row rules need the columns.
     """

@@ -1,4 +1,4 @@
-"""Value rules of SPEC §3: sentinels, the payment rating, the grid, deletions."""
+"""Value rules of docs/spec.md §3: sentinels, the payment rating, the grid, deletions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Realistic synthetic data for demos, tests and benchmarks (SPEC §6 `generate`).
+"""Realistic synthetic data for demos, tests and benchmarks (docs/spec.md §6 `generate`).
 
 Every value is drawn from hashes of (seed, purpose, account, month, …), so a seed yields the same
 data whatever the partitioning, with no Python loop over rows and no driver collect. `history` is

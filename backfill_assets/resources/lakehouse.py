@@ -23,7 +23,7 @@ RUNS_DDL = (
     "run_id string, event string, at timestamp, host string, pid int,"
     " summary_snapshot bigint, latest_snapshot bigint, error string, rejects_snapshot bigint"
 )
-# the record as delivered, with the run that rejected it and why (SPEC §7)
+# the record as delivered, with the run that rejected it and why (docs/spec.md §7)
 REJECTS_DDL = (
     f"run_id string, rejected_at timestamp, rule string, message string, record_id string, {ddl(ACCOUNTS_ALL)}"
 )
@@ -68,7 +68,7 @@ class Lakehouse(dg.ConfigurableResource):
     )
     rejects_table: str = Field(
         default="backfill_rejects",
-        description="Records that break a rule of SPEC §7, as delivered, with the run that rejected them and why.",
+        description="Records that break a rule of docs/spec.md §7, as delivered, with the rule and the run.",
     )
     write_mode: WriteMode = Field(
         default="merge-on-read",
@@ -156,7 +156,7 @@ class Lakehouse(dg.ConfigurableResource):
         return session.sql(f"SELECT max(readable_metrics.base_ts.upper_bound) AS w FROM {files}").collect()[0]["w"]
 
     def reset_watermark(self) -> None:
-        """Forget the applied-through marks of past runs (SPEC §4.5).
+        """Forget the applied-through marks of past runs (docs/spec.md §4.5).
 
         After `summary` is imported or regenerated, the next run must treat as applied exactly the
         records not newer than the greatest base_ts in summary; an older run's mark could be later

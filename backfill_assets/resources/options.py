@@ -19,7 +19,7 @@ class BackfillOptions(dg.ConfigurableResource):
     """Per-run choices, set in the launchpad (resources → options) or by `backfill-assets run` flags.
 
     Left at their defaults, a run applies exactly the records delivered after the last successful
-    run (SPEC §4.5); the fields below widen or move that set for one run only.
+    run (docs/spec.md §4.5); the fields below widen or move that set for one run only.
     """
 
     watermark_override: str | None = Field(

@@ -56,7 +56,7 @@ class DataQuality(dg.ConfigurableResource):
             return replace(source, problems=[replace(p, severity="WARN") if p.reject else p for p in source.problems])
         columns = ", ".join(dict.fromkeys(p.column for p in source.problems if p.reject))
         limit = (
-            f"{count} of {source.rows_read} new records break a rule of SPEC §7, more than the limits allow"
+            f"{count} of {source.rows_read} new records break a rule of docs/spec.md §7, more than the limits allow"
             f" (max_rejected_records {self.max_rejected_records}, max_rejected_share {self.max_rejected_share:g})"
         )
         return replace(source, problems=[Problem(source.table, columns, limit), *source.problems])

@@ -1,4 +1,4 @@
-"""Combine the patches of all late months onto the summary rows they reach (SPEC §4.2, §2.3)."""
+"""Combine the patches of all late months onto the summary rows they reach (docs/spec.md §4.2, §2.3)."""
 
 from __future__ import annotations
 

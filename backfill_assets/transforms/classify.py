@@ -1,4 +1,4 @@
-"""Which records are new, which version of a month wins, and which SPEC §5 case each is."""
+"""Which records are new, which version of a month wins, and which docs/spec.md §5 case each is."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which row is an account's latest (SPEC §2.3), also when it lies outside what a run reads.
+"""Which row is an account's latest (docs/spec.md §2.3), also when it lies outside what a run reads.
 
 A run reads an account's summary rows within its month range, the rows its records take their
 older history from, and its `latest_summary` row. While one of those is active after the run, the

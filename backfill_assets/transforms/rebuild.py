@@ -1,4 +1,4 @@
-"""Full recompute of `summary` from records that are all applied in one run (SPEC §2.2, §4.2).
+"""Full recompute of `summary` from records that are all applied in one run (docs/spec.md §2.2, §4.2).
 
 Used to build a consistent starting point (generated data sets, initial loads) and as a scalable
 cross-check of the incremental path. Each account's months are laid out on a dense timeline (NULL
@@ -98,7 +98,7 @@ def rebuild_latest(records: DataFrame) -> DataFrame:
 
 
 def latest_of(summary: DataFrame) -> DataFrame:
-    """Per account, its row of the greatest active month, else of the greatest deleted month (SPEC §2.3).
+    """Per account, its row of the greatest active month, else of the greatest deleted month (docs/spec.md §2.3).
 
     The choice is made on the key columns alone and the rows are then picked by key, so the wide
     rows are neither sorted nor (when the keys are small enough to broadcast) shuffled.

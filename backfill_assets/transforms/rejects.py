@@ -1,4 +1,4 @@
-"""Which records of a batch a run rejects (SPEC §7), and which of those no earlier run reported."""
+"""Which records of a batch a run rejects (docs/spec.md §7), and which of those no earlier run reported."""
 
 from __future__ import annotations
 

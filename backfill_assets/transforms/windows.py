@@ -1,4 +1,4 @@
-"""Each new record with the summary rows its month can reach (SPEC §1): itself and 35 later months."""
+"""Each new record with the summary rows its month can reach (docs/spec.md §1): itself and 35 later months."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `backfill-assets` command line (SPEC §6), called in-process on a namespace of its own per test."""
+"""The `backfill-assets` command line (docs/spec.md §6), called in-process on a namespace of its own per test."""
 
 from __future__ import annotations
 
@@ -263,7 +263,7 @@ def test_replace_swaps_all_rows_in_one_commit_and_append_adds(run_cli: Cli) -> N
 
 
 def test_importing_summary_resets_the_applied_watermark(run_cli: Cli) -> None:
-    """SPEC §4.5: after import, the greatest base_ts in summary is what counts as applied."""
+    """docs/spec.md §4.5: after import, the greatest base_ts in summary is what counts as applied."""
     run_cli.lakehouse.ensure_tables()
     state = run_cli.resource.table("backfill_state")
     marks = run_cli.spark.createDataFrame([(dt.datetime(2030, 1, 1), "r1", T, 1, 1)], STATE_DDL)

@@ -1,4 +1,4 @@
-"""`latest_summary` in the corners a run's month range does not see (SPEC §2.3, §4.3 and §4's last rule).
+"""`latest_summary` in the corners a run's month range does not see (docs/spec.md §2.3, §4.3 and §4's last rule).
 
 A run reads summary rows only within its month range (and the rows late records take their history
 from), but `latest_summary` is a per-account fact: when a run deletes every active row it sees of

@@ -1,5 +1,5 @@
 """Data-quality asset checks: a bad source record is rejected with a warning naming table, column,
-rule and an example key, and the run goes on (SPEC §7; more in test_rejects.py); a corrupt stored
+rule and an example key, and the run goes on (docs/spec.md §7; more in test_rejects.py); a corrupt stored
 table stops the run and leaves summary and latest_summary on their snapshots; good data passes every
 check."""
 

@@ -1,4 +1,4 @@
-"""SPEC §7: a record that breaks a rule is rejected and kept once in backfill_rejects; it stops nothing.
+"""docs/spec.md §7: a record that breaks a rule is rejected and kept once in backfill_rejects; it stops nothing.
 
 One lake for the module: each test delivers into it and runs the real job after the one before.
 """

@@ -51,7 +51,7 @@ def expected_changes(before: dict[Any, Any], after: dict[Any, Any]) -> dict[Any,
 
 
 def assert_backfill_matches_model(spark: SparkSession, model: ReferenceModel, batch: list[Rec]) -> None:
-    """The pure chain's written rows are exactly the model's changed rows (SPEC §4.2, §2.3)."""
+    """The pure chain's written rows are exactly the model's changed rows (docs/spec.md §4.2, §2.3)."""
     before, latest_before = model.summary(), model.latest()
     written, latest = backfill(spark, model, batch)
     model.deliver(batch)

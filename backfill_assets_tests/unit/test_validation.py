@@ -1,4 +1,4 @@
-"""`validate_table` against SPEC §2: what is refused, what is accepted (and converted), what the message says."""
+"""`validate_table` against docs/spec.md §2: what is refused, accepted (and converted), and what the message says."""
 
 from __future__ import annotations
 
@@ -91,8 +91,8 @@ def test_missing_columns_are_all_named(spark: SparkSession) -> None:
     df = summaries(spark).drop("balance_am_history", "base_ts")
     got = messages(df, "summary")
     assert got == [
-        "summary: column base_ts: missing (SPEC type timestamp)",
-        "summary: column balance_am_history: missing (SPEC type array<int>)",
+        "summary: column base_ts: missing (contract type timestamp)",
+        "summary: column balance_am_history: missing (contract type array<int>)",
     ]
 
 
