@@ -86,8 +86,8 @@ SOURCE_CASES: dict[str, tuple[tuple[int, str, dict[str, Any]], list[str]]] = {
         ["accounts_all: column rpt_as_of_mo: must not be before the first partition 2015-01", "rpt_as_of_mo='2014-12'"],
     ),
     "month after its base_ts": (
-        (1, "2026-02", {}),  # base_ts in 2026-01 (lake.T0)
-        ["accounts_all: column rpt_as_of_mo: must not be after the month of its base_ts", "rpt_as_of_mo='2026-02'"],
+        (1, "2026-07", {}),  # base_ts in 2026-06 (fixtures.T0)
+        ["accounts_all: column rpt_as_of_mo: must not be after the month of its base_ts", "rpt_as_of_mo='2026-07'"],
     ),
     "null base_ts": (
         (2, "2024-02", {"base_ts": None}),

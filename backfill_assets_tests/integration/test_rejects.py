@@ -141,7 +141,7 @@ def first_bad_batch() -> list[dict[str, Any]]:
         bad(12, "202402"),
         bad(13, None),
         bad(14, "2014-06"),  # partitions start 2015-01
-        bad(15, "2026-03"),  # base_ts in 2026-01 (lake.T0)
+        bad(15, "2026-09"),  # base_ts in 2026-06 (fixtures.T0)
         bad(16, "2024-02", base_ts=None),
         bad(17, "2024-03", base_ts=FAR_FUTURE),
         bad(None, None, base_ts=None),  # breaks three rules: kept under the first
