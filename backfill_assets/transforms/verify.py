@@ -228,7 +228,7 @@ def verify(summary: DataFrame, latest: DataFrame | None, tables: tuple[str, ...]
     reports = []
     for table in tables:
         problems = [
-            Problem(table, f.column, f.rule, counts[i], (examples[i] or [None])[0], examples=tuple(examples[i]))
+            Problem(table, f.column, f.rule, counts[i], next(iter(examples[i]), None), examples=tuple(examples[i]))
             for i, f in broken.items()
             if f.table == table
         ]
