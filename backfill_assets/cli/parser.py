@@ -70,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
     rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
     rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")
 
+    ver = sub.add_parser(
+        "verify", help="Audit summary and latest_summary against the invariant (docs/spec.md §6); read-only."
+    )
+    ver.add_argument("--table", choices=("summary", "latest_summary"), help="only this table (default: both)")
+    ver.add_argument("--json", action="store_true", help="print one JSON document (rows checked, broken rules)")
+
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
     gen.add_argument("--months", type=_positive, default=36, help="months of history (default 36)")
