@@ -7,7 +7,7 @@ re-raises instead, for developers.
 
 `parser`: the arguments; `errors`: `CliError` and the one line of a failure; `context`: the
 resources a command works with; the commands in `tables` (import, export), `runs` (run, compact,
-rejects) and `synthetic` (generate).
+rejects), `synthetic` (generate) and `audit` (runs, explain, diff, unlock).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 
+from backfill_assets.cli.audit import AUDIT
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_FAILURE, EXIT_REFUSED, PROG, CliError, spark_failure
 from backfill_assets.cli.parser import parser
@@ -52,6 +53,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
         elif args.command == "rejects":
             cmd_rejects(ctx, args.run, args.json)
+        elif args.command in AUDIT:
+            AUDIT[args.command](ctx, args)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except (CliError, ValidationError) as e:
