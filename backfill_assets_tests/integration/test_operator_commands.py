@@ -30,7 +30,9 @@ from backfill_assets.transforms.months import add_months, month_range
 from backfill_assets_tests.fixtures import Lake, next_ts, record
 from backfill_assets_tests.reference_model import deleted
 
-MONTHS = month_range("2024-01", "2024-06")
+MONTHS = month_range("2025-12", "2026-05")  # near the last partition: runs cover few months
+FORWARD = "2026-06"  # not after the month of the records' base_ts (fixtures.T0)
+M = MONTHS
 OTHER_HOST = "another-host.example"
 Model = dict[Any, dict[str, Any]]
 
@@ -58,36 +60,36 @@ def history(spark: SparkSession, spark_resource: SparkIceberg) -> Iterator[Histo
         record(a, m, acct_bal_am=100 * a + i)
         for a in (1, 2, 3, 4)
         for i, m in enumerate(MONTHS)
-        if (a, m) != (3, "2024-03")
+        if (a, m) != (3, M[2])
     )
     runs = {"history": lake.run().run_id}
     before = (copy.deepcopy(lake.model.summary()), copy.deepcopy(lake.model.latest()))
-    bad = record(0, "2024-05", acct_bal_am=13)
+    bad = record(0, M[4], acct_bal_am=13)
     bad["cons_acct_key"] = None
     lake.deliver([bad], to_model=False)
     tie = next_ts()
     lake.deliver(
         [
-            record(1, "2024-02", acct_bal_am=9002, acct_credit_ext_am=None),  # correction, NULL over a value
-            record(1, "2024-03", tie, acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),  # tie: loses
-            record(1, "2024-03", tie, acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),  # tie: wins
-            record(2, "2024-04", soft_del_cd="4"),  # deletion
-            record(3, "2024-03", acct_bal_am=5555, days_past_due_ct_4in=95),  # gap fill
-            record(4, "2024-07", acct_bal_am=407),  # forward month (case II)
-            record(5, "2024-05"),  # new account (case I)
-            record(6, "2024-04"),  # new account with history (case IV)
-            record(6, "2024-05"),
+            record(1, M[1], acct_bal_am=9002, acct_credit_ext_am=None),  # correction, NULL over a value
+            record(1, M[2], tie, acct_bal_am=1, insert_ts=dt.datetime(2026, 1, 1)),  # tie: loses
+            record(1, M[2], tie, acct_bal_am=2, insert_ts=dt.datetime(2026, 1, 2)),  # tie: wins
+            record(2, M[3], soft_del_cd="4"),  # deletion
+            record(3, M[2], acct_bal_am=5555, days_past_due_ct_4in=95),  # gap fill
+            record(4, FORWARD, acct_bal_am=407),  # forward month (case II)
+            record(5, M[4]),  # new account (case I)
+            record(6, M[3]),  # new account with history (case IV)
+            record(6, M[4]),
         ]
     )
     runs["late"] = lake.run().run_id
     lake.assert_matches_model()
     after = (copy.deepcopy(lake.model.summary()), copy.deepcopy(lake.model.latest()))
-    worse = record(0, "2024-06", acct_bal_am=14)
+    worse = record(0, M[5], acct_bal_am=14)
     worse["cons_acct_key"] = None
     lake.deliver([worse], to_model=False)
     runs["nothing"] = lake.run().run_id  # only a rejected record: applies nothing
     ghost(lake, "ghost-blocker")
-    lake.deliver([record(1, "2024-06", acct_bal_am=6)], to_model=False)
+    lake.deliver([record(1, M[5], acct_bal_am=6)], to_model=False)
     refused = lake.try_run()
     assert not refused.success and refused.run_id
     runs["refused"] = refused.run_id
@@ -214,13 +216,13 @@ def test_diff_of_the_late_run_is_exactly_what_the_model_changed(
                 assert change["columns"][column] == expected, (key, column)
     latest = {c["cons_acct_key"]: c for c in changes if c["table"] == "latest_summary"}
     assert set(latest) == {a for a in new_latest if a not in old_latest or old_latest[a] != new_latest[a]}
-    assert latest[4]["change"] == "update" and latest[4]["columns"]["rpt_as_of_mo"] == ["2024-06", "2024-07"]
+    assert latest[4]["change"] == "update" and latest[4]["columns"]["rpt_as_of_mo"] == [M[5], FORWARD]
     assert {latest[a]["change"] for a in (5, 6)} == {"insert"}
     assert [c["table"] for c in changes] == ["summary"] * len(summary) + ["latest_summary"] * len(latest)
 
     lines = ok(lake, capsys, "diff", run).splitlines()
     assert lines[-1] == f"run {run} changed {len(summary)} summary rows and {len(latest)} latest_summary rows"
-    row = next(line for line in lines if line.startswith("summary (1, 2024-06) update: "))
+    row = next(line for line in lines if line.startswith(f"summary (1, {M[5]}) update: "))
     assert "balance_am_history[4] 101 → 9002" in row and "balance_am_history[3] 102 → 2" in row
     assert "credit_limit_am_history[4] 1000 → None" in row and "balance_am_history[0]" not in row
 
@@ -266,25 +268,25 @@ def test_explain_names_the_winning_record_of_every_position_and_the_last_run(
     history: History, capsys: pytest.CaptureFixture[str]
 ) -> None:
     late, first = history.runs["late"], history.runs["history"]
-    gap = _explained(history, capsys, "3", "2024-05")
+    gap = _explained(history, capsys, "3", M[4])
     assert gap["last_run_id"] == late
     assert gap["positions"][2]["values"]["balance_am_history"] == 5555
     assert [p["source"] is None for p in gap["positions"]] == [False] * 5 + [True] * 31
-    deletion = _explained(history, capsys, "2", "2024-06")
+    deletion = _explained(history, capsys, "2", M[5])
     assert deletion["positions"][2]["source"]["soft_del_cd"] == "4"
     assert deletion["positions"][2]["values"]["balance_am_history"] is None and deletion["last_run_id"] == late
-    tie = _explained(history, capsys, "1", "2024-06")
+    tie = _explained(history, capsys, "1", M[5])
     assert tie["positions"][3]["source"]["insert_ts"] == utc(dt.datetime(2026, 1, 2)) and tie["last_run_id"] == late
     forward = _explained(history, capsys, "4")  # the latest_summary row
-    assert (forward["rpt_as_of_mo"], forward["last_run_id"]) == ("2024-07", late)
-    assert _explained(history, capsys, "4", "2024-03")["last_run_id"] == first  # untouched by the late run
+    assert (forward["rpt_as_of_mo"], forward["last_run_id"]) == (FORWARD, late)
+    assert _explained(history, capsys, "4", M[2])["last_run_id"] == first  # untouched by the late run
 
-    lines = ok(history.lake, capsys, "explain", "3", "2024-05").splitlines()
-    assert lines[0].startswith("summary row (3, 2024-05): soft_del_cd None, base_ts ")
+    lines = ok(history.lake, capsys, "explain", "3", M[4]).splitlines()
+    assert lines[0].startswith(f"summary row (3, {M[4]}): soft_del_cd None, base_ts ")
     assert lines[0].endswith(f"last written by run {late}")
     assert lines[1].split()[:3] == ["i", "month", "actual_payment_am_history"] and lines[1].split()[-1] == "source"
-    assert lines[4].split()[:2] == ["2", "2024-03"] and "5555" in lines[4].split() and "soft_del_cd=-" in lines[4]
-    assert lines[-1].split() == ["35", "2021-06", *["-"] * 7, "no", "row"]
+    assert lines[4].split()[:2] == ["2", M[2]] and "5555" in lines[4].split() and "soft_del_cd=-" in lines[4]
+    assert lines[-1].split() == ["35", add_months(M[4], -35), *["-"] * 7, "no", "row"]
 
 
 def test_explain_refuses_a_row_that_does_not_exist(history: History, capsys: pytest.CaptureFixture[str]) -> None:
