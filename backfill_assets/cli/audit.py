@@ -107,7 +107,7 @@ def cmd_explain(ctx: Context, account: int, month: str | None, as_json: bool) ->
         return
     print(
         f"summary row ({e.cons_acct_key}, {e.rpt_as_of_mo}): soft_del_cd {e.row['soft_del_cd']!r},"
-        f" base_ts {plain(e.row['base_ts'])}; last written by run {e.last_run_id or 'unknown (no run in the log)'}"
+        f" base_ts {plain(e.row['base_ts'])}; last written by run {e.last_run_id or 'unknown'}"
     )
     header = ["i", "month", *HISTORIES, "source"]
     table = [
