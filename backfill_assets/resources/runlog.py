@@ -87,9 +87,7 @@ def begin_run(lake: Lakehouse, run_id: str) -> None:
         raise dg.Failure(reason)
 
 
-def end_run(
-    lake: Lakehouse, run_id: str, ok: bool, error: str | None = None, applied: Applied | None = None
-) -> None:
+def end_run(lake: Lakehouse, run_id: str, ok: bool, error: str | None = None, applied: Applied | None = None) -> None:
     """Record the outcome; a failed run's tables go back to the snapshots they had when it began.
 
     A successful run records what it applied (`applied`: records per case, summary rows written)

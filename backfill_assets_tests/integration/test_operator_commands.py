@@ -23,7 +23,8 @@ from pyspark.sql import functions as F
 
 from backfill_assets import cli
 from backfill_assets.contracts.tables import CASES, HISTORIES
-from backfill_assets.resources.lakehouse import RUNS_DDL, STATE_DDL
+from backfill_assets.operations.runs import run_log
+from backfill_assets.resources.lakehouse import RUNS_DDL, STATE_DDL, Lakehouse
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import add_months, month_range
@@ -57,10 +58,7 @@ def ghost(lake: Lake, run_id: str, host: str = OTHER_HOST, pid: int = 4242) -> N
 def history(spark: SparkSession, spark_resource: SparkIceberg) -> Iterator[History]:
     lake = Lake(spark, spark_resource, DataQuality(max_rejected_share=1.0))
     lake.deliver(
-        record(a, m, acct_bal_am=100 * a + i)
-        for a in (1, 2, 3, 4)
-        for i, m in enumerate(MONTHS)
-        if (a, m) != (3, M[2])
+        record(a, m, acct_bal_am=100 * a + i) for a in (1, 2, 3, 4) for i, m in enumerate(MONTHS) if (a, m) != (3, M[2])
     )
     runs = {"history": lake.run().run_id}
     before = (copy.deepcopy(lake.model.summary()), copy.deepcopy(lake.model.latest()))
@@ -124,9 +122,7 @@ def utc(value: dt.datetime | None) -> str | None:
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def test_runs_lists_outcomes_counts_snapshots_and_errors(
-    history: History, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_runs_lists_outcomes_counts_snapshots_and_errors(history: History, capsys: pytest.CaptureFixture[str]) -> None:
     lake, ids = history.lake, history.runs
     runs = json.loads(ok(lake, capsys, "runs", "--json"))
     assert [r["run_id"] for r in runs] == [ids["refused"], "ghost-blocker", ids["nothing"], ids["late"], ids["history"]]
@@ -353,3 +349,24 @@ def test_unlock_refuses_while_the_process_is_alive_on_this_host(
         sleeper.wait()
     assert "ROLLED_BACK" in ok(lake, capsys, "unlock", "ghost-alive")  # gone now: closed, nothing to restore
     lake.assert_matches_model()
+
+
+def test_an_older_run_log_gains_the_counts_and_shows_them_unknown(history: History) -> None:
+    """A run log from before rejects and counts were kept: `ensure_tables` adds the columns, `runs` reads it."""
+    lake = history.lake
+    older = Lakehouse(spark=lake.resource, runs_table="older_runs")
+    old_ddl = "run_id string, event string, at timestamp, host string, pid int, summary_snapshot bigint,"
+    old_ddl += " latest_snapshot bigint, error string"
+    lake.spark.sql(f"CREATE TABLE {older.name('older_runs')} ({old_ddl}) USING iceberg")
+    at = dt.datetime(2025, 1, 1)
+    lake.spark.sql(
+        f"INSERT INTO {older.name('older_runs')} VALUES ('old', 'STARTED', TIMESTAMP'{at}', 'h', 1, 1, 2, NULL),"
+        f" ('old', 'SUCCEEDED', TIMESTAMP'{at}', 'h', 1, 3, 4, NULL)"
+    )
+    [run] = run_log(older)  # before the upgrade: read as it is
+    assert (run.outcome, run.records_by_case, run.rejected, run.after) == ("SUCCEEDED", None, None, (3, 4))
+    older.ensure_tables()
+    columns = lake.spark.table(older.name("older_runs")).columns
+    assert columns == [c.split()[0] for c in RUNS_DDL.split(",")]
+    [run] = run_log(older)
+    assert (run.outcome, run.records_by_case, run.summary_rows_written, run.before) == ("SUCCEEDED", None, None, (1, 2))
