@@ -192,6 +192,7 @@ def test_diff_of_the_late_run_is_exactly_what_the_model_changed(
 ) -> None:
     lake, run = history.lake, history.runs["late"]
     changes = json.loads(ok(lake, capsys, "diff", run, "--json"))
+    assert {tuple(c) for c in changes} == {("table", "cons_acct_key", "rpt_as_of_mo", "change", "columns")}
     summary = {(c["cons_acct_key"], c["rpt_as_of_mo"]): c for c in changes if c["table"] == "summary"}
     (old, old_latest), (new, new_latest) = history.before, history.after
     assert set(summary) == _expected_summary_changes(history)
@@ -246,6 +247,8 @@ def _explained(history: History, capsys: pytest.CaptureFixture[str], *argv: str)
     """`explain --json`, each position checked against the reference model: values and winning record."""
     lake = history.lake
     got = json.loads(ok(lake, capsys, "explain", *argv, "--json"))
+    assert list(got) == ["cons_acct_key", "rpt_as_of_mo", "last_run_id", "positions"]
+    assert {tuple(p) for p in got["positions"]} == {("i", "month", "values", "source")}
     key = (got["cons_acct_key"], got["rpt_as_of_mo"])
     row = lake.model.summary()[key]
     assert [p["i"] for p in got["positions"]] == list(range(36))
