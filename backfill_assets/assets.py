@@ -260,7 +260,7 @@ def summary_backfilled(
             context.log.info("nothing to apply: no unapplied records in the selected months")
             yield dg.MaterializeResult(metadata={"summary_rows_written": 0, "latest_rows_written": 0})
             yield from (result(name, ASSET, []) for name in (WINDOW_CHECK, AGREES_CHECK, ROWS_CHECK, LATEST_ROWS_CHECK))
-            end_run(lakehouse, run_id, ok=True)
+            end_run(lakehouse, run_id, ok=True, applied=run.applied())
             return
         read, agrees = run.read()
         yield from gate(result(WINDOW_CHECK, ASSET, [read]), result(AGREES_CHECK, ASSET, [agrees]))
@@ -269,7 +269,7 @@ def summary_backfilled(
         yield from gate(result(ROWS_CHECK, ASSET, [written]), result(LATEST_ROWS_CHECK, ASSET, latest))
         context.log.info("write checks passed; committing summary, then latest_summary")
         commit = run.commit(run_id)
-        end_run(lakehouse, run_id, ok=True)
+        end_run(lakehouse, run_id, ok=True, applied=run.applied())
     yield dg.MaterializeResult(metadata=_summary_metadata(context, run, commit, started))
 
 

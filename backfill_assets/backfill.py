@@ -17,12 +17,13 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.models import rejections
-from backfill_assets.contracts.tables import ACCOUNTS_ALL
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES
 from backfill_assets.contracts.validation import Report, check_frame, check_structure, latest_disagreements
 from backfill_assets.planning import REACH
 from backfill_assets.resources.lakehouse import Commit, Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.quality import DataQuality
+from backfill_assets.resources.runlog import Applied
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
@@ -156,7 +157,10 @@ class SummaryBackfill(_Cached):
         self.lakehouse, self.months = lakehouse, months
         watermark = options.watermark(lakehouse)
         self.records = options.unapplied(classified, watermark)
-        self.applied_through: dt.datetime | None = self.records.agg(F.max("base_ts")).collect()[0][0]
+        cases = [F.count_if(F.col("case_type") == c).alias(c) for c in CASES]
+        totals = self.records.agg(F.max("base_ts"), *cases).collect()[0]  # one Spark job, as before the counts
+        self.applied_through: dt.datetime | None = totals[0]
+        self.by_case = {c: int(totals[c] or 0) for c in CASES}
         self.patches = options.unapplied(patches, watermark).where(F.col("target_mo").between(*months))
         self.window = (add_months(months[0], -REACH), months[1])
 
@@ -208,6 +212,11 @@ class SummaryBackfill(_Cached):
             self.applied_through,
             run_id,
         )
+
+    def applied(self) -> Applied:
+        """Records applied per case and summary rows written, for the run log (no Spark job)."""
+        written = self.written_report.rows_read if self.applied_through is not None else 0
+        return Applied(self.by_case, written)
 
     def rows_by_month(self) -> dict[str, dict[str, int]]:
         """Summary rows read and written per month, from the checks' counts (no Spark job)."""

@@ -76,6 +76,22 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--table", choices=("summary", "latest_summary"), help="only this table (default: both)")
     ver.add_argument("--json", action="store_true", help="print one JSON document (rows checked, broken rules)")
 
+    runs = sub.add_parser("runs", help="Show the run log, newest run first: outcome, counts, snapshots, errors.")
+    runs.add_argument("--limit", type=_positive, metavar="N", help="only the N newest runs")
+    runs.add_argument("--json", action="store_true", help="print one JSON document (a list of runs), for tools")
+
+    why = sub.add_parser("explain", help="Show where each history position of one summary row comes from.")
+    why.add_argument("account", metavar="ACCOUNT", type=int, help="cons_acct_key")
+    why.add_argument("month", metavar="MONTH", type=_month, nargs="?", help="YYYY-MM (default: its latest_summary row)")
+    why.add_argument("--json", action="store_true", help="print one JSON document, for tools")
+
+    dif = sub.add_parser("diff", help="List the rows one run changed in summary and latest_summary, old -> new.")
+    dif.add_argument("run", metavar="RUN", help="run id (see backfill-assets runs)")
+    dif.add_argument("--json", action="store_true", help="print one JSON document (a list of changed rows), for tools")
+
+    unl = sub.add_parser("unlock", help="Close a run left open by a process that is gone (e.g. on another host).")
+    unl.add_argument("run", metavar="RUN", help="run id of the open run")
+
     gen = sub.add_parser("generate", help="Write a synthetic data set (replaces the three tables).")
     gen.add_argument("--accounts", type=_positive, default=2000, help="number of accounts (default 2000)")
     gen.add_argument("--months", type=_positive, default=36, help="months of history (default 36)")

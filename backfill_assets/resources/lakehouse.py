@@ -21,7 +21,15 @@ STATE_DDL = (
 )
 RUNS_DDL = (
     "run_id string, event string, at timestamp, host string, pid int,"
-    " summary_snapshot bigint, latest_snapshot bigint, error string, rejects_snapshot bigint"
+    " summary_snapshot bigint, latest_snapshot bigint, error string, rejects_snapshot bigint,"
+    " records_i bigint, records_ii bigint, records_iii bigint, records_iv bigint, rejected bigint,"
+    " summary_rows_written bigint"
+)
+# columns the run log gained after its first release: added to an older warehouse's log (`_upgrade_run_log`)
+_RUNS_ADDED = (
+    "rejects_snapshot bigint",
+    "records_i bigint, records_ii bigint, records_iii bigint, records_iv bigint, rejected bigint,"
+    " summary_rows_written bigint",
 )
 # the record as delivered, with the run that rejected it and why (docs/spec.md §7)
 REJECTS_DDL = (
@@ -127,10 +135,13 @@ class Lakehouse(dg.ConfigurableResource):
         self._upgrade_run_log()
 
     def _upgrade_run_log(self) -> None:
-        """Give a run log from before rejects were kept its `rejects_snapshot` column (a metadata change)."""
+        """Give a run log from an older release the columns it lacks (metadata changes, in order):
+        `rejects_snapshot` (rejects kept), the counts of a successful outcome (records per case,
+        rejected records, summary rows written)."""
         runs = self.name(self.runs_table)
-        if "rejects_snapshot" not in self.spark.session.table(runs).columns:
-            self.spark.session.sql(f"ALTER TABLE {runs} ADD COLUMN rejects_snapshot bigint")
+        for columns in _RUNS_ADDED:
+            if columns.split()[0] not in self.spark.session.table(runs).columns:
+                self.spark.session.sql(f"ALTER TABLE {runs} ADD COLUMNS ({columns})")
 
     def _by_snapshots(self, question: Hashable, tables: tuple[str, ...], compute: Callable[[], T]) -> T:
         """`compute()`, or its earlier answer to `question` for the same current snapshots of `tables`."""

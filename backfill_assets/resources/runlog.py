@@ -6,21 +6,45 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 
 import dagster as dg
 from pyspark.sql import Row
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.tables import CASES
 from backfill_assets.resources.lakehouse import RUNS_DDL, Lakehouse
+from backfill_assets.resources.spark import latest_snapshot, snapshot_by_id
 
 STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
 
 
-def _log(lake: Lakehouse, run_id: str, event: str, error: str | None = None) -> None:
+@dataclass(frozen=True)
+class Applied:
+    """What a successful run applied, recorded with its outcome (`backfill-assets runs`)."""
+
+    by_case: dict[str, int]
+    summary_rows_written: int
+
+
+NOTHING = Applied({c: 0 for c in CASES}, 0)
+
+
+def _log(
+    lake: Lakehouse,
+    run_id: str,
+    event: str,
+    error: str | None = None,
+    applied: Applied | None = None,
+    rejected: int | None = None,
+) -> None:
     summary, latest, rejects = (
         lake.snapshot_id(t) for t in (lake.summary_table, lake.latest_table, lake.rejects_table)
     )
-    row = [(run_id, event, None, socket.gethostname(), os.getpid(), summary, latest, error, rejects)]
+    by_case = [applied.by_case.get(c, 0) if applied else None for c in CASES]
+    written = applied.summary_rows_written if applied else None
+    host, pid = socket.gethostname(), os.getpid()
+    row = [(run_id, event, None, host, pid, summary, latest, error, rejects, *by_case, rejected, written)]
     entry = lake.spark.session.createDataFrame(row, RUNS_DDL).withColumn("at", F.current_timestamp())
     entry.writeTo(lake.name(lake.runs_table)).append()
 
@@ -59,18 +83,32 @@ def begin_run(lake: Lakehouse, run_id: str) -> None:
             f" started {other['at']}); this run waits for nothing and changes nothing: start it again when that"
             " one has finished"
         )
-        _log(lake, run_id, REFUSED, reason)
+        _log(lake, run_id, REFUSED, reason, NOTHING, 0)
         raise dg.Failure(reason)
 
 
-def end_run(lake: Lakehouse, run_id: str, ok: bool, error: str | None = None) -> None:
-    """Record the outcome; a failed run's tables go back to the snapshots they had when it began."""
+def end_run(lake: Lakehouse, run_id: str, ok: bool, error: str | None = None, applied: Applied | None = None) -> None:
+    """Record the outcome; a failed run's tables go back to the snapshots they had when it began.
+
+    A successful run records what it applied (`applied`: records per case, summary rows written)
+    and the records it rejected (the rows it added to the rejects table, from the snapshots'
+    counters: no Spark job); a failed one applied and rejected nothing.
+    """
     mine = [r for r in open_runs(lake) if r["run_id"] == run_id]
     if not mine:
         return
     if not ok:
         _restore(lake, mine[0])
-    _log(lake, run_id, SUCCEEDED if ok else FAILED, error)
+        _log(lake, run_id, FAILED, error, NOTHING, 0)
+        return
+    _log(lake, run_id, SUCCEEDED, error, applied, _rows_added(lake, lake.rejects_table, mine[0]["rejects_snapshot"]))
+
+
+def _rows_added(lake: Lakehouse, table: str, since: int | None) -> int:
+    """Rows appended to an append-only table after snapshot `since`, from the snapshots' `total-records`."""
+    now = latest_snapshot(lake.spark, lake.name(table)) or {}
+    before = snapshot_by_id(lake.spark, lake.name(table), since) if since is not None else None
+    return int(now.get("total-records", 0)) - int((before or {}).get("total-records", 0))
 
 
 def _restore(lake: Lakehouse, run: Row) -> None:
@@ -85,12 +123,10 @@ def _restore(lake: Lakehouse, run: Row) -> None:
 
 
 def recover(lake: Lakehouse) -> list[str]:
-    """Close the open runs whose process is gone (killed, lost driver), restoring their tables and rejects.
+    """Close the open runs of this host whose process is gone (killed, lost driver) with `close_run`.
 
-    A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
-    goes back to the snapshots recorded when it began (ROLLED_BACK); nothing else can have
-    committed since, because it held the lock. Runs of other hosts are left to those hosts.
-    Returns the run ids rolled back.
+    Runs of other hosts are left to those hosts (or to `backfill-assets unlock`). Returns the run
+    ids rolled back.
     """
     if not lake.spark.session.catalog.tableExists(lake.name(lake.runs_table)):
         return []
@@ -99,14 +135,47 @@ def recover(lake: Lakehouse) -> list[str]:
     for run in open_runs(lake):
         if run["host"] != socket.gethostname() or _alive(run["pid"]):
             continue
-        state = lake.spark.session.table(lake.name(lake.state_table))
-        if state.where(F.col("run_id") == run["run_id"]).limit(1).count():
-            _log(lake, run["run_id"], SUCCEEDED, "closed after its process died (its commit was complete)")
-            continue
-        _restore(lake, run)
-        _log(lake, run["run_id"], ROLLED_BACK, f"process {run['pid']} died before its outcome: tables restored")
-        rolled_back.append(run["run_id"])
+        if close_run(lake, run, f"process {run['pid']} died before its outcome") == ROLLED_BACK:
+            rolled_back.append(run["run_id"])
     return rolled_back
+
+
+def close_run(lake: Lakehouse, run: Row, why: str) -> str:
+    """Close an open run whose process is gone, as the next run on its host would; returns the outcome.
+
+    A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
+    goes back to the snapshots recorded when it began (ROLLED_BACK), its rejects with it; nothing
+    else can have committed since, because it held the lock.
+    """
+    state = lake.spark.session.table(lake.name(lake.state_table))
+    if state.where(F.col("run_id") == run["run_id"]).limit(1).count():
+        _log(lake, run["run_id"], SUCCEEDED, f"{why} (its commit was complete)")
+        return SUCCEEDED
+    _restore(lake, run)
+    _log(lake, run["run_id"], ROLLED_BACK, f"{why}: tables restored", NOTHING, 0)
+    return ROLLED_BACK
+
+
+def unlock(lake: Lakehouse, run_id: str) -> str:
+    """Close the open run `run_id` left by a process that is gone (`close_run`); returns the outcome.
+
+    For a run of another host the operator vouches that its process is gone; a run of this host is
+    closed only if its process is. Raises `RunNotClosable` when the run is not open or still alive.
+    """
+    lake.ensure_tables()
+    run = next((r for r in open_runs(lake) if r["run_id"] == run_id), None)
+    if run is None:
+        raise RunNotClosable(f"run {run_id} is not open: the run log has no such run, or it already has an outcome")
+    host = socket.gethostname()
+    if run["host"] == host and _alive(run["pid"]):
+        raise RunNotClosable(
+            f"run {run_id} is still running: its process {run['pid']} is alive on this host ({host}); nothing changed"
+        )
+    return close_run(lake, run, f"unlocked from host {host}: process {run['pid']} of host {run['host']} gone")
+
+
+class RunNotClosable(Exception):
+    """`unlock` refused: the run is not open, or its process is alive on this host."""
 
 
 def _alive(pid: int) -> bool:

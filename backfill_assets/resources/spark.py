@@ -153,9 +153,20 @@ def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
     Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
     A run asks this a dozen times; as a `refs JOIN snapshots` query each ask cost Spark jobs.
     """
+    return _described(_iceberg_table(spark, table).currentSnapshot())
+
+
+def snapshot_by_id(spark: SparkIceberg, table: str, snapshot_id: int) -> dict[str, Any] | None:
+    """One snapshot of the table (id and summary counters), None when the table has no such snapshot (expired)."""
+    return _described(_iceberg_table(spark, table).snapshot(snapshot_id))
+
+
+def _iceberg_table(spark: SparkIceberg, table: str) -> Any:
     session: Any = spark.session
-    loaded = session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
-    snapshot = loaded.currentSnapshot()
+    return session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
+
+
+def _described(snapshot: Any) -> dict[str, Any] | None:
     if snapshot is None:
         return None
     return {"snapshot_id": int(snapshot.snapshotId()), **dict(snapshot.summary())}
