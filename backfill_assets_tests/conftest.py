@@ -1,6 +1,7 @@
 """One SparkSession (with the Iceberg catalog on a temporary warehouse) for the whole test session, and the
 test tiers: every test is marked `unit`, `integration` or `system` after the folder it is in, and the tiers
-run in that order (a broken unit test fails first)."""
+run in that order (a broken unit test fails first), or in the reverse order when pytest-xdist runs them
+on several workers (the longest first)."""
 
 from __future__ import annotations
 
@@ -29,14 +30,24 @@ def _tier(item: pytest.Item) -> str | None:
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     tiers = {id(item): _tier(item) for item in items}
     for item in items:
         tier = tiers[id(item)]
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
-    rank = {tier: i for i, tier in enumerate(TIERS)}
+    # In one process the cheap tiers go first (a broken unit test fails first). Spread over workers
+    # (pytest-xdist hands out whole modules in this order), the long system modules go first, so
+    # that the many short ones fill the gaps at the end instead of one worker idling.
+    order = TIERS[::-1] if _parallel(config) else TIERS
+    rank = {tier: i for i, tier in enumerate(order)}
     items.sort(key=lambda item: rank.get(tiers[id(item)] or "", len(TIERS)))  # stable: file order within a tier
+
+
+def _parallel(config: pytest.Config) -> bool:
+    """Whether pytest-xdist spreads this session over workers (the order matters to the controller)."""
+    workers = config.getoption("numprocesses", default=None)
+    return bool(workers) or "PYTEST_XDIST_WORKER" in os.environ
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,10 @@
 #   bash scripts/test.sh --fast            # the unit tier only (minutes): the inner loop
 #   bash scripts/test.sh -x -q -k rebuild  # extra arguments go to pytest
 #
+# pytest runs in BACKFILL_TEST_WORKERS processes (default 2, pytest-xdist, a test module per worker at
+# a time): one run keeps about one core busy (its Spark driver), so two overlap on two cores.
+# BACKFILL_TEST_WORKERS=1 runs in one process.
+#
 # All three steps run even if one fails; the exit status is non-zero if any failed
 # (pytest finding no tests, its exit status 5, counts as a failure).
 set -uo pipefail
@@ -48,7 +52,12 @@ step() {
 
 step ruff .venv/bin/ruff check .
 step mypy .venv/bin/mypy
-step pytest .venv/bin/pytest "${tier[@]}" "$@"
+workers=${BACKFILL_TEST_WORKERS:-2}
+parallel=()
+if [ "$workers" -gt 1 ] 2>/dev/null; then
+  parallel=(-n "$workers" --dist loadfile)
+fi
+step pytest .venv/bin/pytest "${parallel[@]}" "${tier[@]}" "$@"
 
 if ((${#failed[@]})); then
   echo "test: FAILED: ${failed[*]}" >&2
