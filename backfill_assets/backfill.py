@@ -129,16 +129,17 @@ def _latest_rows_out_of_view(
     deletes every active row it sees of an account), so the cheap question comes first; the rows are
     then read by key from the months they lie in.
     """
+    session = summary.sparkSession
     orphans = accounts_without_active_row(
         window_rows.select(*_KEY).unionByName(latest_old.select(*_KEY)), records
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        keys = latest_outside(summary.select(*_KEY), orphans, months).collect() if orphans.take(1) else []
-    finally:
-        orphans.unpersist()
+    ).collect()  # one job; `take(1)` would start one per batch of partitions it tries
+    if not orphans:
+        return None
+    accounts = session.createDataFrame(orphans, "cons_acct_key bigint")
+    keys = latest_outside(summary.select(*_KEY), accounts, months).collect()
     if not keys:
         return None
-    wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
+    wanted = session.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
     return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
 
 
