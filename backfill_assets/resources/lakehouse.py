@@ -135,9 +135,8 @@ class Lakehouse(dg.ConfigurableResource):
         self._upgrade_run_log()
 
     def _upgrade_run_log(self) -> None:
-        """Give a run log from an older release the columns it lacks (metadata changes, in order):
-        `rejects_snapshot` (rejects kept), the counts of a successful outcome (records per case,
-        rejected records, summary rows written)."""
+        """Give an older release's run log the columns it lacks, in order (metadata changes): `rejects_snapshot`,
+        then a successful outcome's counts (records per case, rejected records, summary rows written)."""
         runs = self.name(self.runs_table)
         for columns in _RUNS_ADDED:
             if columns.split()[0] not in self.spark.session.table(runs).columns:
