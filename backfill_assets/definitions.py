@@ -19,7 +19,6 @@ from backfill_assets.resources.options import BackfillOptions  # noqa: E402
 from backfill_assets.resources.quality import DataQuality  # noqa: E402
 from backfill_assets.resources.spark import SparkIceberg  # noqa: E402
 from backfill_assets.sensors import accounts_loaded  # noqa: E402
-from backfill_assets.verify_check import summary_verified  # noqa: E402
 
 
 def build_defs(
@@ -39,7 +38,6 @@ def build_defs(
             assets.updated_histories,
             assets.summary_backfilled,
         ],
-        asset_checks=[summary_verified],
         jobs=[backfill_job],
         sensors=[accounts_loaded],
         resources={

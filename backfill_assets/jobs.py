@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from backfill_assets.verify_check import VERIFY_CHECK_KEY
-
-# the whole-table audit (`summary_verified`) runs on demand only: a run checks what it reads and writes
 backfill_job = dg.define_asset_job(
     "backfill_job",
-    selection=dg.AssetSelection.groups("backfill") - dg.AssetSelection.checks(VERIFY_CHECK_KEY),
+    selection=dg.AssetSelection.groups("backfill"),
     description="Apply every unapplied record of accounts_all to summary and latest_summary.",
 )
 BACKFILL_JOB = backfill_job.name

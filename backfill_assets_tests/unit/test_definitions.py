@@ -28,15 +28,12 @@ def test_graph_assets_are_monthly_single_run() -> None:
 
 
 def test_every_graph_asset_has_blocking_checks() -> None:
-    """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run, except the
-    on-demand audit `summary_verified`, which backfill_job leaves out."""
+    """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run."""
     graph = defs.resolve_asset_graph()
     checks: dict[str, set[str]] = {}
     for key in graph.asset_check_keys:
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
-        assert graph.get_check_spec(key).blocking == (key.name != "summary_verified"), key
-    job_checks = defs.resolve_job_def("backfill_job").asset_layer.asset_graph.asset_check_keys
-    assert {k.name for k in job_checks} == {k.name for k in graph.asset_check_keys} - {"summary_verified"}
+        assert graph.get_check_spec(key).blocking, key
     assert checks == {
         "classified_accounts": {"source_records_valid", "latest_summary_valid", "output_valid"},
         "case3_backfill": {"output_valid"},
@@ -48,7 +45,6 @@ def test_every_graph_asset_has_blocking_checks() -> None:
             "latest_summary_agrees",
             "summary_rows_valid",
             "latest_rows_valid",
-            "summary_verified",
         },
     }
 
