@@ -20,8 +20,9 @@ from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
 from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.planning import REACH, selection_problem
-from backfill_assets.resources.lakehouse import Commit, Lakehouse
+from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
+from backfill_assets.resources.publish import Commit, branch
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import begin_run, end_run
 from backfill_assets.transforms.histories import history_patches
@@ -231,11 +232,16 @@ _SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid 
             "summary_backfilled",
             "Each latest_summary row the run reads equals the newest active summary row of its account.",
         ),
-        spec(ROWS_CHECK, "summary_backfilled", f"The summary rows about to be committed: {_SUMMARY_RULES}."),
+        spec(
+            ROWS_CHECK,
+            "summary_backfilled",
+            f"The summary rows the run wrote, as its branch holds them: {_SUMMARY_RULES}.",
+        ),
         spec(
             LATEST_ROWS_CHECK,
             "summary_backfilled",
-            "The latest_summary rows about to be committed, each equal to the newest active summary row after the run.",
+            "The latest_summary rows the run wrote, as its branch holds them, each equal to the newest"
+            " active summary row after the run.",
         ),
     ],
 )
@@ -247,9 +253,13 @@ def summary_backfilled(
     updated_histories: DataFrame,
     classified_accounts: DataFrame,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """summary and latest_summary with every patch of late months s-35 … s applied, committed atomically.
+    """summary and latest_summary with every patch of late months s-35 … s applied, by write-audit-publish.
 
-    What it reads is checked before anything is written, and what it would write before it commits.
+    What it reads is checked before anything is written. It writes to a branch of its own on each
+    table, checks what the branches hold, then fast-forwards `main` of summary, then of
+    latest_summary, and tags both `run-<run id>`. A reader of `main` sees nothing of a run before
+    its checks passed, and the new summary beside the old latest_summary only between the two
+    fast-forwards (metadata commits); at a run tag the two tables always belong together.
     """
     started, months, run_id = time.monotonic(), context.partition_key_range, context.run.run_id
     with (
@@ -264,11 +274,12 @@ def summary_backfilled(
             return
         read, agrees = run.read()
         yield from gate(result(WINDOW_CHECK, ASSET, [read]), result(AGREES_CHECK, ASSET, [agrees]))
-        context.log.info("read checks passed; checking the rows to commit")
-        written, latest = run.check_writes()
+        context.log.info(f"read checks passed; writing to branch {branch(run_id)} of summary and latest_summary")
+        run.write(run_id)
+        written, latest = run.check_writes(run_id)
         yield from gate(result(ROWS_CHECK, ASSET, [written]), result(LATEST_ROWS_CHECK, ASSET, latest))
-        context.log.info("write checks passed; committing summary, then latest_summary")
-        commit = run.commit(run_id)
+        context.log.info("write checks passed; publishing summary, then latest_summary")
+        commit = run.publish(run_id)
         end_run(lakehouse, run_id, ok=True, applied=run.applied())
     yield dg.MaterializeResult(metadata=_summary_metadata(context, run, commit, started))
 

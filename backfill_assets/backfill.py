@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -18,12 +19,14 @@ from pyspark.sql import functions as F
 
 from backfill_assets.contracts.models import rejections
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES
-from backfill_assets.contracts.validation import Report, check_frame, check_structure, latest_disagreements
+from backfill_assets.contracts.validation import Problem, Report, check_frame, check_structure, latest_disagreements
 from backfill_assets.planning import REACH
-from backfill_assets.resources.lakehouse import Commit, Lakehouse
+from backfill_assets.resources import publish
+from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
+from backfill_assets.resources.publish import Commit
 from backfill_assets.resources.quality import DataQuality
-from backfill_assets.resources.runlog import Applied
+from backfill_assets.resources.runlog import Applied, Published, publish_run
 from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
@@ -143,6 +146,14 @@ def _latest_rows_out_of_view(
     return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
 
 
+def _all_there(report: Report, intended: int) -> Report:
+    """`report` with a problem when the branch holds another number of the run's rows than it MERGEd."""
+    if report.rows_read == intended:
+        return report
+    rule = f"the run's branch holds {report.rows_read} of the rows it wrote, not {intended}"
+    return replace(report, problems=[*report.problems, Problem(report.table, "cons_acct_key", rule)])
+
+
 class SummaryBackfill(_Cached):
     """Every patch of the run's months applied to the rows it reaches: the rows read, then the rows to commit."""
 
@@ -192,27 +203,47 @@ class SummaryBackfill(_Cached):
         )
         return self.read_report, agrees
 
-    def check_writes(self) -> tuple[Report, list[Report]]:
-        """The reports of the summary rows and the latest_summary rows about to be committed."""
+    def write(self, run_id: str) -> None:
+        """MERGE the rows to write into the run's branches of summary and latest_summary (`main` stays).
+
+        No MERGE (no snapshot) into a table that gets no row: one Spark job over the cached rows asks.
+        """
+        counts = self.updated.agg(F.count_if("written"), F.count_if("latest_changed")).first()
+        assert counts is not None
+        self.intended = (int(counts[0]), int(counts[1]))
         self.written, self.latest_new = written_rows(self.updated), changed_latest_rows(self.updated)
-        summary_after, latest_after = rows_after(self.updated)
+        self.heads = publish.write(
+            self.lakehouse,
+            run_id,
+            self.written if counts[0] else None,
+            self.latest_new if counts[1] else None,
+            self.months,
+        )
+
+    def check_writes(self, run_id: str) -> tuple[Report, list[Report]]:
+        """The reports of the rows the branches hold: the summary rows and latest_summary rows written, and the
+        agreement of each account's latest_summary row with its newest active summary row after the run."""
+        lake, (first, last) = self.lakehouse, self.months
+        summary = publish.read_branch(lake, lake.summary_table, run_id).where(F.col(M).between(first, last))
+        latest = publish.read_branch(lake, lake.latest_table, run_id)
+        summary_after, _ = rows_after(self.updated)
         self.written_report, *self.latest_reports = concurrently(
-            lambda: check_frame(self.written, "summary"),
-            lambda: check_frame(self.latest_new, "latest_summary"),
-            lambda: latest_disagreements(latest_after, summary_after, self.window),
+            lambda: check_frame(summary.join(self.written.select(A, M), [A, M], "left_semi"), "summary"),
+            lambda: check_frame(latest.join(self.latest_new.select(A), A, "left_semi"), "latest_summary"),
+            lambda: latest_disagreements(
+                latest.join(self.updated.select(A).distinct(), A, "left_semi"), summary_after, self.window
+            ),
+        )
+        self.written_report, self.latest_reports[0] = (
+            _all_there(report, n)
+            for report, n in zip((self.written_report, self.latest_reports[0]), self.intended, strict=True)
         )
         return self.written_report, self.latest_reports
 
-    def commit(self, run_id: str) -> Commit:
-        """Both MERGEs and the watermark; no MERGE (no empty snapshot) where the checks counted no row."""
+    def publish(self, run_id: str) -> Commit:
+        """Publish the branches' heads and the watermark (`runlog.publish_run`)."""
         assert self.applied_through is not None
-        return self.lakehouse.commit(
-            self.written if self.written_report.rows_read else None,
-            self.latest_new if self.latest_reports[0].rows_read else None,
-            self.months,
-            self.applied_through,
-            run_id,
-        )
+        return publish_run(self.lakehouse, run_id, Published(self.heads, self.applied_through))
 
     def applied(self) -> Applied:
         """Records applied per case and summary rows written, for the run log (no Spark job)."""

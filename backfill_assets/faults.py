@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-POINTS = ("reading", "summary_merge", "between_tables")
+POINTS = ("reading", "summary_merge", "auditing", "between_tables")
 
 
 def fault_point(name: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from backfill_assets.contracts.tables import CASES
 from backfill_assets.operations import Refused
 from backfill_assets.resources.lakehouse import Lakehouse
-from backfill_assets.resources.runlog import STARTED, SUCCEEDED
+from backfill_assets.resources.runlog import OUTCOMES, STARTED, SUCCEEDED
 
 OPEN = "OPEN"  # the outcome of a run that has only its STARTED entry
 Snapshots = tuple[int | None, int | None]  # (summary, latest_summary)
@@ -52,7 +52,7 @@ def run_log(lake: Lakehouse, limit: int | None = None) -> list[RunSummary]:
 
 def _summary(run_id: str, entries: list[Entry], state: Entry | None) -> RunSummary:
     started = next((e for e in entries if e["event"] == STARTED), None)
-    outcomes = sorted((e for e in entries if e["event"] != STARTED), key=lambda e: e["at"])
+    outcomes = sorted((e for e in entries if e["event"] in OUTCOMES), key=lambda e: e["at"])
     end = outcomes[-1] if outcomes else None
     counted = end is not None and end.get("records_i") is not None
     if state is not None:

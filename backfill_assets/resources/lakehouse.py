@@ -1,4 +1,4 @@
-"""The bureau's tables: where they are, the applied-records watermark, and the all-or-nothing commit."""
+"""The bureau's tables: where they are, how they are created and written, and the applied-records watermark."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, create_table, ddl
-from backfill_assets.faults import fault_point
 from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 
 STATE_DDL = (
@@ -23,13 +22,14 @@ RUNS_DDL = (
     "run_id string, event string, at timestamp, host string, pid int,"
     " summary_snapshot bigint, latest_snapshot bigint, error string, rejects_snapshot bigint,"
     " records_i bigint, records_ii bigint, records_iii bigint, records_iv bigint, rejected bigint,"
-    " summary_rows_written bigint"
+    " summary_rows_written bigint, branch string, tag string, applied_through timestamp"
 )
 # columns the run log gained after its first release: added to an older warehouse's log (`_upgrade_run_log`)
 _RUNS_ADDED = (
     "rejects_snapshot bigint",
     "records_i bigint, records_ii bigint, records_iii bigint, records_iv bigint, rejected bigint,"
     " summary_rows_written bigint",
+    "branch string, tag string, applied_through timestamp",
 )
 # the record as delivered, with the run that rejected it and why (docs/spec.md §7)
 REJECTS_DDL = (
@@ -50,16 +50,6 @@ class PendingLoad:
     files: int
     records: int
     max_base_ts: dt.datetime | None
-
-
-@dataclass(frozen=True)
-class Commit:
-    """What a successful commit left behind."""
-
-    summary_snapshot: int | None
-    latest_snapshot: int | None
-    summary_rows_written: int
-    latest_rows_written: int
 
 
 class Lakehouse(dg.ConfigurableResource):
@@ -215,61 +205,7 @@ class Lakehouse(dg.ConfigurableResource):
         """
         rows.writeTo(self.name(self.rejects_table)).append()
 
-    def commit(
-        self,
-        rows: DataFrame | None,
-        latest: DataFrame | None,
-        months: tuple[str, str],
-        applied_through: dt.datetime,
-        run_id: str,
-    ) -> Commit:
-        """MERGE the new rows into summary and latest_summary, then advance the watermark.
-
-        Up to three Iceberg commits (None: nothing to write there, no snapshot); if any fails, the
-        tables already committed are rolled back to the snapshots they had before, so a failed run
-        leaves everything as it was.
-        """
-        session = self.spark.session
-        before = {t: self.snapshot_id(t) for t in (self.summary_table, self.latest_table)}
-        for table in before:
-            self._set_write_mode(table)
-        try:
-            fault_point("summary_merge")
-            if rows is not None:
-                rows.createOrReplaceTempView("_backfill_rows")
-                session.sql(
-                    f"""MERGE INTO {self.name(self.summary_table)} t USING _backfill_rows s
-                        ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
-                           AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
-                        WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-                )
-            summary_snap = latest_snapshot(self.spark, self.name(self.summary_table)) or {}
-            fault_point("between_tables")
-            if latest is not None:
-                latest.createOrReplaceTempView("_backfill_latest")
-                session.sql(
-                    f"""MERGE INTO {self.name(self.latest_table)} t USING _backfill_latest s
-                        ON t.cons_acct_key = s.cons_acct_key
-                        WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-                )
-            latest_snap = latest_snapshot(self.spark, self.name(self.latest_table)) or {}
-            summary_id = int(summary_snap["snapshot_id"]) if summary_snap else None
-            latest_id = int(latest_snap["snapshot_id"]) if latest_snap else None
-            state = session.createDataFrame(
-                [(applied_through, run_id, None, summary_id, latest_id)], STATE_DDL
-            ).withColumn("committed_at", F.current_timestamp())
-            state.writeTo(self.name(self.state_table)).append()
-        except BaseException:
-            self.rollback(before)
-            raise
-        return Commit(
-            summary_id,
-            latest_id,
-            _changed(summary_snap, before[self.summary_table]),
-            _changed(latest_snap, before[self.latest_table]),
-        )
-
-    def _set_write_mode(self, table: str) -> None:
+    def set_write_mode(self, table: str) -> None:
         """Give the table the configured MERGE mode (a metadata change, no snapshot; skipped when it has it).
 
         Merge-on-read is the default because a backfill changes a small share of the rows of each
@@ -291,10 +227,3 @@ class Lakehouse(dg.ConfigurableResource):
                     f"CALL {self.spark.catalog}.system.rollback_to_snapshot("
                     f"'{self.spark.namespace}.{table}', {snapshot})"
                 )
-
-
-def _changed(snapshot: dict[str, str], before: int | None) -> int:
-    """Rows a MERGE wrote, from the snapshot summary (0 when the MERGE committed nothing)."""
-    if not snapshot or int(snapshot["snapshot_id"]) == before:
-        return 0
-    return int(snapshot.get("added-records", 0))

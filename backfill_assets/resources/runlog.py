@@ -1,9 +1,11 @@
-"""The run log and lock (`backfill_runs`): each run's start with the snapshots before it, its outcome,
-the refusal of a concurrent run, and the recovery of runs whose process died.
+"""The run log and lock (`backfill_runs`): each run's start with the snapshots before it, the start of
+its publish (`resources.publish`), its outcome, the refusal of a concurrent run, and the recovery of
+runs whose process died: forward when their publish had begun, back otherwise.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 from dataclasses import dataclass
@@ -14,9 +16,13 @@ from pyspark.sql import functions as F
 
 from backfill_assets.contracts.tables import CASES
 from backfill_assets.resources.lakehouse import RUNS_DDL, Lakehouse
+from backfill_assets.resources.publish import Commit, Heads, branch, drop_branches, publish, tag
 from backfill_assets.resources.spark import latest_snapshot, snapshot_by_id
 
 STARTED, SUCCEEDED, FAILED, ROLLED_BACK, REFUSED = "STARTED", "SUCCEEDED", "FAILED", "ROLLED_BACK", "REFUSED"
+# the write checks passed: the branches' heads (and the watermark) are published, by the run or by recovery
+PUBLISHING = "PUBLISHING"
+OUTCOMES = (SUCCEEDED, FAILED, ROLLED_BACK, REFUSED)
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,14 @@ class Applied:
 NOTHING = Applied({c: 0 for c in CASES}, 0)
 
 
+@dataclass(frozen=True)
+class Published:
+    """What a run publishes once its write checks passed: its branches' heads and the watermark after it."""
+
+    heads: Heads
+    applied_through: dt.datetime
+
+
 def _log(
     lake: Lakehouse,
     run_id: str,
@@ -37,28 +51,51 @@ def _log(
     error: str | None = None,
     applied: Applied | None = None,
     rejected: int | None = None,
+    published: Published | None = None,
 ) -> None:
+    """One entry with the tables' `main` snapshots; a PUBLISHING entry holds the heads it publishes instead,
+    with the branch and the watermark, and a published run's SUCCEEDED entry names its tag."""
     summary, latest, rejects = (
         lake.snapshot_id(t) for t in (lake.summary_table, lake.latest_table, lake.rejects_table)
     )
+    refs: tuple[str | None, str | None, dt.datetime | None] = (None, None, None)
+    if published is not None and event == PUBLISHING:
+        summary, latest = published.heads.summary, published.heads.latest
+        refs = (branch(run_id), None, published.applied_through)
+    elif published is not None:
+        refs = (None, tag(run_id), None)
     by_case = [applied.by_case.get(c, 0) if applied else None for c in CASES]
     written = applied.summary_rows_written if applied else None
     host, pid = socket.gethostname(), os.getpid()
-    row = [(run_id, event, None, host, pid, summary, latest, error, rejects, *by_case, rejected, written)]
+    row = [(run_id, event, None, host, pid, summary, latest, error, rejects, *by_case, rejected, written, *refs)]
     entry = lake.spark.session.createDataFrame(row, RUNS_DDL).withColumn("at", F.current_timestamp())
     entry.writeTo(lake.name(lake.runs_table)).append()
 
 
-def open_runs(lake: Lakehouse) -> list[Row]:
-    """Runs that started and have no outcome yet, oldest first.
+def _entries(lake: Lakehouse) -> list[Row]:
+    """The whole run log: a few rows per run, one plain scan (sorted out in Python: one Spark job where
+    a NOT EXISTS query cost four; a run asks this several times)."""
+    return lake.spark.session.table(lake.name(lake.runs_table)).collect()
 
-    The run log is a few rows per run: one plain scan, sorted out here, costs one Spark job
-    where a NOT EXISTS query cost four (a run asks this up to five times).
-    """
-    log = lake.spark.session.table(lake.name(lake.runs_table)).collect()
-    closed = {r["run_id"] for r in log if r["event"] != STARTED}
+
+def open_runs(lake: Lakehouse, log: list[Row] | None = None) -> list[Row]:
+    """The STARTED entries of runs that have no outcome yet, oldest first."""
+    log = _entries(lake) if log is None else log
+    closed = {r["run_id"] for r in log if r["event"] in OUTCOMES}
     started = [r for r in log if r["event"] == STARTED and r["run_id"] not in closed]
     return sorted(started, key=lambda r: (r["at"], r["run_id"]))
+
+
+def _publishing(log: list[Row], run_id: str) -> Published | None:
+    """What the run began to publish (its PUBLISHING entry), None if its write checks never passed."""
+    entry = next((r for r in log if r["run_id"] == run_id and r["event"] == PUBLISHING), None)
+    if entry is None:
+        return None
+    return Published(Heads(entry["summary_snapshot"], entry["latest_snapshot"]), entry["applied_through"])
+
+
+def _before(started: Row) -> Heads:
+    return Heads(started["summary_snapshot"], started["latest_snapshot"])
 
 
 def begin_run(lake: Lakehouse, run_id: str) -> None:
@@ -87,21 +124,44 @@ def begin_run(lake: Lakehouse, run_id: str) -> None:
         raise dg.Failure(reason)
 
 
+def publish_run(lake: Lakehouse, run_id: str, published: Published) -> Commit:
+    """Log PUBLISHING, then publish (`publish.publish`): from here on the run only goes forward.
+
+    A failure or a kill after this entry is completed by `end_run` or by recovery from what the
+    entry holds, so `main` of the two tables never stays half-published or goes half back.
+    """
+    [started] = [r for r in open_runs(lake) if r["run_id"] == run_id]
+    _log(lake, run_id, PUBLISHING, published=published)
+    return publish(lake, run_id, published.heads, published.applied_through, _before(started))
+
+
 def end_run(lake: Lakehouse, run_id: str, ok: bool, error: str | None = None, applied: Applied | None = None) -> None:
     """Record the outcome; a failed run's tables go back to the snapshots they had when it began.
 
     A successful run records what it applied (`applied`: records per case, summary rows written)
     and the records it rejected (the rows it added to the rejects table, from the snapshots'
-    counters: no Spark job); a failed one applied and rejected nothing.
+    counters: no Spark job); a failed one applied and rejected nothing. A run that failed while
+    publishing is published to the end instead (`_complete`).
     """
-    mine = [r for r in open_runs(lake) if r["run_id"] == run_id]
+    log = _entries(lake)
+    mine = [r for r in open_runs(lake, log) if r["run_id"] == run_id]
     if not mine:
         return
-    if not ok:
+    published = _publishing(log, run_id)
+    if not ok and published is not None:
+        _complete(lake, mine[0], published, f"publish completed after: {error}")
+    elif not ok:
         _restore(lake, mine[0])
         _log(lake, run_id, FAILED, error, NOTHING, 0)
-        return
-    _log(lake, run_id, SUCCEEDED, error, applied, _rows_added(lake, lake.rejects_table, mine[0]["rejects_snapshot"]))
+    else:
+        rejected = _rows_added(lake, lake.rejects_table, mine[0]["rejects_snapshot"])
+        _log(lake, run_id, SUCCEEDED, error, applied, rejected, published)
+
+
+def _complete(lake: Lakehouse, started: Row, published: Published, why: str) -> None:
+    """Finish the publish a run began (each step of `publish` is skipped when done) and mark it SUCCEEDED."""
+    publish(lake, started["run_id"], published.heads, published.applied_through, _before(started))
+    _log(lake, started["run_id"], SUCCEEDED, why, published=published)
 
 
 def _rows_added(lake: Lakehouse, table: str, since: int | None) -> int:
@@ -112,7 +172,9 @@ def _rows_added(lake: Lakehouse, table: str, since: int | None) -> int:
 
 
 def _restore(lake: Lakehouse, run: Row) -> None:
-    """Put back the snapshots the run began with: summary, latest_summary, and the rejects it recorded."""
+    """Drop the run's unpublished branches and put back the snapshots it began with (summary and
+    latest_summary, which a run before write-audit-publish committed to directly, and the rejects)."""
+    drop_branches(lake, run["run_id"])
     lake.rollback(
         {
             lake.summary_table: run["summary_snapshot"],
@@ -143,10 +205,15 @@ def recover(lake: Lakehouse) -> list[str]:
 def close_run(lake: Lakehouse, run: Row, why: str) -> str:
     """Close an open run whose process is gone, as the next run on its host would; returns the outcome.
 
-    A run whose watermark row exists had committed everything: it is marked SUCCEEDED. Any other
-    goes back to the snapshots recorded when it began (ROLLED_BACK), its rejects with it; nothing
-    else can have committed since, because it held the lock.
+    A run that began to publish (its write checks had passed) is published to the end: SUCCEEDED.
+    So is a run whose watermark row exists (a release before write-audit-publish committed in
+    place). Any other goes back to the snapshots recorded when it began (ROLLED_BACK), its branches
+    dropped and its rejects with it; nothing else can have committed since, because it held the lock.
     """
+    published = _publishing(_entries(lake), run["run_id"])
+    if published is not None:
+        _complete(lake, run, published, f"{why}: its publish was completed")
+        return SUCCEEDED
     state = lake.spark.session.table(lake.name(lake.state_table))
     if state.where(F.col("run_id") == run["run_id"]).limit(1).count():
         _log(lake, run["run_id"], SUCCEEDED, f"{why} (its commit was complete)")

@@ -153,15 +153,21 @@ def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
     Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
     A run asks this a dozen times; as a `refs JOIN snapshots` query each ask cost Spark jobs.
     """
-    return _described(_iceberg_table(spark, table).currentSnapshot())
+    return _described(iceberg_table(spark, table).currentSnapshot())
 
 
 def snapshot_by_id(spark: SparkIceberg, table: str, snapshot_id: int) -> dict[str, Any] | None:
     """One snapshot of the table (id and summary counters), None when the table has no such snapshot (expired)."""
-    return _described(_iceberg_table(spark, table).snapshot(snapshot_id))
+    return _described(iceberg_table(spark, table).snapshot(snapshot_id))
 
 
-def _iceberg_table(spark: SparkIceberg, table: str) -> Any:
+def ref_snapshot(spark: SparkIceberg, table: str, ref: str) -> int | None:
+    """The snapshot a branch or tag of the table points at; None when the table has no such ref."""
+    found = iceberg_table(spark, table).refs().get(ref)
+    return None if found is None else int(found.snapshotId())
+
+
+def iceberg_table(spark: SparkIceberg, table: str) -> Any:
     session: Any = spark.session
     return session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
 
