@@ -11,7 +11,7 @@ import dagster as dg
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
-from backfill_assets import assets  # noqa: E402
+from backfill_assets import assets, monitors  # noqa: E402
 from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
 from backfill_assets.jobs import backfill_job  # noqa: E402
 from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
@@ -38,7 +38,9 @@ def build_defs(
             assets.updated_histories,
             assets.summary_backfilled,
         ],
-        jobs=[backfill_job],
+        asset_checks=[monitors.load_freshness, *monitors.source_schema_checks],
+        jobs=[backfill_job, monitors.source_checks_job],
+        schedules=[monitors.source_checks_schedule],
         sensors=[accounts_loaded],
         resources={
             "spark": spark,

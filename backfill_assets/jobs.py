@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from backfill_assets.monitors import FRESHNESS_KEY
+
+# load_freshness watches for loads no run has applied: it runs on its own (monitors.py), not after each run
 backfill_job = dg.define_asset_job(
     "backfill_job",
-    selection=dg.AssetSelection.groups("backfill"),
+    selection=dg.AssetSelection.groups("backfill") - dg.AssetSelection.checks(FRESHNESS_KEY),
     description="Apply every unapplied record of accounts_all to summary and latest_summary.",
 )
 BACKFILL_JOB = backfill_job.name

@@ -35,6 +35,14 @@ class DataQuality(dg.ConfigurableResource):
         le=1,
         description="Likewise for the share of the run's new records rejected (0.01 = 1 %).",
     )
+    max_load_wait_hours: float = Field(
+        default=24,
+        ge=0,
+        description=(
+            "The load_freshness check warns when a load of accounts_all has waited unapplied longer than this"
+            " many hours since its snapshot was committed."
+        ),
+    )
 
     def bounds(self) -> Bounds:
         """The row-rule bounds for a check run now: latest acceptable base_ts and the partition range."""

@@ -89,8 +89,12 @@ def test_each_asset_shows_its_checks_with_metadata(ui: Any) -> None:
         for node in ui(CHECKS)["assetNodes"]
         for check in (node["assetChecksOrError"] or {}).get("checks", [])
     ]
-    assert len(shown) == 11 and all(check["blocking"] for _, check in shown)
-    for asset, check in shown:
+    # the source checks warn only and run on their own (monitors.py): not in these backfill_job runs
+    source = {(asset, check["name"]) for asset, check in shown if not check["blocking"]}
+    assert source == {("summary_backfilled", "load_freshness"), ("accounts_all", "column_schema_change")}
+    blocking = [(asset, check) for asset, check in shown if check["blocking"]]
+    assert len(blocking) == 11
+    for asset, check in blocking:
         executions = ui(HISTORY, asset=asset, name=check["name"])["assetCheckExecutions"]
         passed = [e for e in executions if e["status"] == "SUCCEEDED"]
         assert len(passed) == 1, (asset, check["name"], executions)

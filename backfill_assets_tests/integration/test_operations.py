@@ -61,8 +61,11 @@ def test_sensor_requests_one_run_per_load_and_observes_its_months(
     [request] = first.run_requests or []
     assert request.tags["dagster/asset_partition_range_start"] == "2024-03"
     assert request.tags["dagster/asset_partition_range_end"] == min(add_months("2024-05", 35), LAST)
-    assert request.run_key == f"accounts_all@{first.cursor}"
-    observed = {e.partition: e for e in first.asset_events or []}
+    assert request.run_key == f"accounts_all@{lake.snapshot('accounts_all')}"
+    [loaded, *observations] = first.asset_events or []  # the load, with the columns column_schema_change compares
+    assert isinstance(loaded, dg.AssetMaterialization) and loaded.partition is None
+    assert isinstance(loaded.metadata["dagster/column_schema"].value, dg.TableSchema)
+    observed = {e.partition: e for e in observations}
     assert sorted(observed) == ["2024-03", "2024-05"]
     assert all(isinstance(e, dg.AssetObservation) and e.asset_key.path == ["accounts_all"] for e in observed.values())
     assert observed["2024-03"].metadata["records_in_those_files"].value == 1

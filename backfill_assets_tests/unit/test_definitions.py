@@ -8,6 +8,10 @@ import pytest
 from backfill_assets.definitions import defs
 from backfill_assets.resources.spark import SparkIceberg
 
+SOURCE_CHECKS = {
+    dg.AssetCheckKey(dg.AssetKey("summary_backfilled"), "load_freshness"),
+    dg.AssetCheckKey(dg.AssetKey("accounts_all"), "column_schema_change"),
+}
 GRAPH = ["classified_accounts", "case3_backfill", "joined_windows", "updated_histories", "summary_backfilled"]
 
 
@@ -31,7 +35,7 @@ def test_every_graph_asset_has_blocking_checks() -> None:
     """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run."""
     graph = defs.resolve_asset_graph()
     checks: dict[str, set[str]] = {}
-    for key in graph.asset_check_keys:
+    for key in graph.asset_check_keys - SOURCE_CHECKS:
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
         assert graph.get_check_spec(key).blocking, key
     assert checks == {
@@ -101,3 +105,20 @@ def test_the_load_sensor_targets_the_backfill_job_and_starts_stopped() -> None:
     assert sensor.job_name == "backfill_job"
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
     assert {"lakehouse"} <= sensor.required_resource_keys
+
+
+def test_source_checks_warn_on_their_own_schedule_and_stay_out_of_backfill_runs() -> None:
+    """load_freshness and column_schema_change: non-blocking, in source_checks_job alone, scheduled (off by default)."""
+    graph = defs.resolve_asset_graph()
+    assert SOURCE_CHECKS <= graph.asset_check_keys
+    assert not any(graph.get_check_spec(key).blocking for key in SOURCE_CHECKS)
+    checks_of = {
+        job: defs.resolve_job_def(job).asset_layer.asset_graph.asset_check_keys
+        for job in ("backfill_job", "source_checks_job")
+    }
+    assert not checks_of["backfill_job"] & SOURCE_CHECKS and len(checks_of["backfill_job"]) == 11
+    assert checks_of["source_checks_job"] == SOURCE_CHECKS
+    assert not defs.resolve_job_def("source_checks_job").asset_layer.executable_asset_keys
+    schedule = defs.resolve_schedule_def("source_checks_schedule")
+    assert schedule.job_name == "source_checks_job" and schedule.cron_schedule == "0 * * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
