@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from backfill_assets import assets  # noqa: E402
 from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
-from backfill_assets.jobs import backfill_job  # noqa: E402
+from backfill_assets.jobs import backfill_job, maintain_job, maintain_schedule  # noqa: E402
 from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
 from backfill_assets.resources.options import BackfillOptions  # noqa: E402
 from backfill_assets.resources.quality import DataQuality  # noqa: E402
@@ -38,7 +38,8 @@ def build_defs(
             assets.updated_histories,
             assets.summary_backfilled,
         ],
-        jobs=[backfill_job],
+        jobs=[backfill_job, maintain_job],
+        schedules=[maintain_schedule],
         sensors=[accounts_loaded],
         resources={
             "spark": spark,
