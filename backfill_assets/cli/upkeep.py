@@ -49,9 +49,9 @@ def cmd_maintain(ctx: Context, keep_days: int, as_json: bool) -> None:
     for t in upkeep.tables:
         print(f"{ctx.spark.table(t.table)}: {_line(t)}")
     print(
-        f"kept every snapshot of the last {upkeep.keep_days} days (since {plain(upkeep.expire_before)}), those"
-        f" {len(upkeep.window_runs)} runs of that time started from or committed, and every tagged one;"
-        f" removed unreferenced files older than {plain(upkeep.orphans_before)}"
+        f"kept the snapshots since {plain(upkeep.expire_before)} ({upkeep.keep_days} days), those the"
+        f" {len(upkeep.window_runs)} runs since then started from or committed, and every tagged one;"
+        f" removed orphan files older than {plain(upkeep.orphans_before)}"
     )
 
 

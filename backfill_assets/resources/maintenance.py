@@ -1,7 +1,7 @@
 """Keeping the tables tidy under the run lock: `compact` merges the delete files merge-on-read runs leave;
 `maintain` compacts, expires the snapshots nothing needs any more, and removes orphan files.
 
-What `maintain` keeps (docs/operations.md#maintenance): every snapshot newer than the cut-off; every
+What `maintain` keeps (docs/operations.md, "Maintenance"): every snapshot newer than the cut-off; every
 snapshot a run of the last `keep_days` days started from (its STARTED entry: what a failed run is rolled
 back to) or committed (its `backfill_state` row: what `diff` and `explain` read); every snapshot a tag or
 branch points at (the `run-<run id>` tags), and a branch's own commits; each table's current snapshot.
