@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from backfill_assets import assets, monitors  # noqa: E402
 from backfill_assets.io_manager import IcebergPartitionIOManager  # noqa: E402
-from backfill_assets.jobs import backfill_job  # noqa: E402
+from backfill_assets.jobs import backfill_job, maintain_job, maintain_schedule  # noqa: E402
 from backfill_assets.resources.lakehouse import Lakehouse  # noqa: E402
 from backfill_assets.resources.options import BackfillOptions  # noqa: E402
 from backfill_assets.resources.quality import DataQuality  # noqa: E402
@@ -39,8 +39,8 @@ def build_defs(
             assets.summary_backfilled,
         ],
         asset_checks=[monitors.load_freshness, *monitors.source_schema_checks],
-        jobs=[backfill_job, monitors.source_checks_job],
-        schedules=[monitors.source_checks_schedule],
+        jobs=[backfill_job, monitors.source_checks_job, maintain_job],
+        schedules=[monitors.source_checks_schedule, maintain_schedule],
         sensors=[accounts_loaded],
         resources={
             "spark": spark,

@@ -7,7 +7,7 @@ re-raises instead, for developers.
 
 `parser`: the arguments; `errors`: `CliError` and the one line of a failure; `context`: the
 resources a command works with; the commands in `tables` (import, export), `runs` (run, compact,
-rejects), `ops` (runs, explain, diff, unlock) and `synthetic` (generate).
+rejects), `ops` (runs, explain, diff, unlock), `upkeep` (maintain) and `synthetic` (generate).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from backfill_assets.cli.parser import parser
 from backfill_assets.cli.runs import cmd_compact, cmd_rejects, cmd_run, run_options
 from backfill_assets.cli.synthetic import cmd_generate, delivered_month
 from backfill_assets.cli.tables import cmd_export, cmd_import
+from backfill_assets.cli.upkeep import COMMANDS as UPKEEP
 from backfill_assets.contracts.conform import ValidationError
 from backfill_assets.resources.spark import SparkIceberg
 
@@ -55,6 +56,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
             cmd_rejects(ctx, args.run, args.json)
         elif args.command in OPS:
             OPS[args.command](ctx, args)
+        elif args.command in UPKEEP:
+            UPKEEP[args.command](ctx, args)
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
     except (CliError, ValidationError) as e:

@@ -66,6 +66,19 @@ def parser() -> argparse.ArgumentParser:
         help="Merge the delete files that merge-on-read runs leave into the data files of summary and latest_summary.",
     )
 
+    mnt = sub.add_parser(
+        "maintain",
+        help="Under the run lock: compact, expire snapshots outside the rollback window, remove orphan files.",
+    )
+    mnt.add_argument(
+        "--keep-days",
+        type=_positive,
+        default=7,
+        metavar="N",
+        help="keep the snapshots of the last N days and every one their runs started from or committed (default 7)",
+    )
+    mnt.add_argument("--json", action="store_true", help="print one JSON document (what was done per table), for tools")
+
     rej = sub.add_parser("rejects", help="List the records runs rejected (docs/spec.md §7) with their rule and run.")
     rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
     rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")

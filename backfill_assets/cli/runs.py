@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError, first_line
 from backfill_assets.contracts.tables import ACCOUNTS_ALL
-from backfill_assets.resources.maintenance import compact
+from backfill_assets.resources.maintenance import LockHeld, compact
 from backfill_assets.resources.options import BackfillOptions
 
 
@@ -49,6 +49,8 @@ def cmd_compact(ctx: Context) -> None:
     """Rewrite the data files that carry deletes (under the run lock) and say what was rewritten."""
     try:
         compacted = compact(ctx.lakehouse, f"compact-{uuid.uuid4()}")
+    except LockHeld as e:  # a refusal like the others: exit status 2, nothing changed
+        raise CliError(f"compact refused: {e}", EXIT_REFUSED) from e
     except Exception as e:
         raise CliError(f"compact failed: {type(e).__name__}: {first_line(e)}") from e
     for table, counts in compacted.items():

@@ -122,3 +122,26 @@ def test_source_checks_warn_on_their_own_schedule_and_stay_out_of_backfill_runs(
     schedule = defs.resolve_schedule_def("source_checks_schedule")
     assert schedule.job_name == "source_checks_job" and schedule.cron_schedule == "0 * * * *"
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def test_maintenance_runs_as_a_job_on_a_stopped_daily_schedule() -> None:
+    job = defs.resolve_job_def("maintain_job")
+    assert {"lakehouse"} <= job.required_resource_keys
+    schedule = defs.resolve_schedule_def("maintain_daily")
+    assert schedule.job_name == "maintain_job" and schedule.cron_schedule == "0 3 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"backfill_job", "maintain_job"}
+
+
+def test_maintain_covers_every_table_the_io_manager_writes() -> None:
+    """`maintenance.INTERMEDIATE` names the IO manager's tables: the graph's assets `spark_io` stores (those
+    with a `spark_schema`; summary_backfilled commits to summary and latest_summary itself)."""
+    from backfill_assets.resources.maintenance import INTERMEDIATE
+
+    graph = defs.resolve_asset_graph()
+    stored = {
+        key.path[-1]
+        for key in graph.materializable_asset_keys
+        if graph.get(key).io_manager_key == "spark_io" and "spark_schema" in graph.get(key).metadata
+    }
+    assert set(INTERMEDIATE) == stored
