@@ -86,8 +86,8 @@ def record(lake: Lake, runs: list[Run]) -> None:
     for i, r in enumerate(runs, 1):
         before = (r.started["summary"], r.started["latest_summary"], None, r.started["backfill_rejects"])
         after = (r.committed["summary"], r.committed["latest_summary"], None, r.started["backfill_rejects"])
-        log.append((r.run_id, "STARTED", r.began, host, pid, *before, *[None] * 6))
-        log.append((r.run_id, "SUCCEEDED", r.ended, host, pid, *after, 1, 0, 0, 0, 0, 1))
+        log.append((r.run_id, "STARTED", r.began, host, pid, *before, *[None] * 9))
+        log.append((r.run_id, "SUCCEEDED", r.ended, host, pid, *after, 1, 0, 0, 0, 0, 1, None, None, None))
         state.append((ROW_TS + dt.timedelta(seconds=i), r.run_id, r.ended, *after[:2]))
     lake.spark.createDataFrame(log, RUNS_DDL).writeTo(lake.table("backfill_runs")).append()
     lake.spark.createDataFrame(state, STATE_DDL).writeTo(lake.table("backfill_state")).append()
@@ -212,7 +212,7 @@ def test_the_tables_are_unchanged_row_for_row(maintained: Maintained) -> None:
 def ghost(lake: Lake, run_id: str) -> None:
     """A STARTED entry of a run whose process is on another host: it holds the lock."""
     snaps = [lake.snapshot(t) for t in ("summary", "latest_summary", "backfill_rejects")]
-    row = (run_id, "STARTED", None, "another-host.example", 4242, snaps[0], snaps[1], None, snaps[2], *[None] * 6)
+    row = (run_id, "STARTED", None, "another-host.example", 4242, snaps[0], snaps[1], None, snaps[2], *[None] * 9)
     entry = lake.spark.createDataFrame([row], RUNS_DDL).withColumn("at", F.current_timestamp())
     entry.writeTo(lake.table("backfill_runs")).append()
 
