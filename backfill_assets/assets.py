@@ -18,11 +18,12 @@ from backfill_assets.checks import gate, md_table, result, spec
 from backfill_assets.contracts.tables import CASES, CLASSIFIED, JOINED, PATCHES, ddl
 from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
+from backfill_assets.operations.diff import column_changes
 from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
 from backfill_assets.planning import REACH, selection_problem
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
-from backfill_assets.resources.publish import Commit, branch
+from backfill_assets.resources.publish import Commit, branch, tag
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import begin_run, end_run
 from backfill_assets.transforms.histories import history_patches
@@ -287,7 +288,7 @@ def summary_backfilled(
 def _summary_metadata(
     context: AssetExecutionContext, run: SummaryBackfill, commit: Commit, started: float
 ) -> dict[str, Any]:
-    """Rows read and written (per month), the snapshots committed."""
+    """Rows read and written (per month), the snapshots published and the run's tag, the first rows changed."""
     per_month = run.rows_by_month()
     rows = sum(m.get("rows_written", 0) for m in per_month.values())
     touched = sum(1 for m in per_month.values() if m.get("rows_written"))
@@ -300,6 +301,14 @@ def _summary_metadata(
         "months_touched": touched,
         "summary_snapshot_id": str(commit.summary_snapshot),
         "latest_snapshot_id": str(commit.latest_snapshot),
+        "tag": tag(context.run.run_id),
         "rows_by_month": _by_month(per_month, ["rows_read", "rows_written"]),
+        "first_changed_rows": md_table(
+            ["cons_acct_key", "rpt_as_of_mo", "change", "old → new"],
+            [
+                [c.cons_acct_key, c.rpt_as_of_mo, c.change, "; ".join(column_changes(c)[:8])]
+                for c in run.first_changes()
+            ],
+        ),
         "duration_s": _seconds(started),
     }

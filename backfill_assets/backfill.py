@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from backfill_assets.contracts.models import rejections
 from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES
 from backfill_assets.contracts.validation import Problem, Report, check_frame, check_structure, latest_disagreements
+from backfill_assets.operations.diff import RowChange, row_change
 from backfill_assets.planning import REACH
 from backfill_assets.resources import publish
 from backfill_assets.resources.lakehouse import Lakehouse
@@ -244,6 +245,18 @@ class SummaryBackfill(_Cached):
         """Publish the branches' heads and the watermark (`runlog.publish_run`)."""
         assert self.applied_through is not None
         return publish_run(self.lakehouse, run_id, Published(self.heads, self.applied_through))
+
+    def first_changes(self, n: int = 5) -> list[RowChange]:
+        """The first `n` summary rows the run changed (by key), old → new: what the UI shows of a run.
+
+        From the cached rows, which hold both versions: one small Spark job, no read of the tables.
+        """
+        changed = self.updated.where(F.col("written") & ~F.col("summary_old").eqNullSafe(F.col("row")))
+        rows = changed.orderBy(A, "mo").select("summary_old", "row").limit(n).collect()
+        return [
+            row_change("summary", (A, M), old.asDict(recursive=True) if old else None, new.asDict(recursive=True))
+            for old, new in rows
+        ]
 
     def applied(self) -> Applied:
         """Records applied per case and summary rows written, for the run log (no Spark job)."""

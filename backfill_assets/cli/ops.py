@@ -7,8 +7,6 @@ are printed as text or, with `--json`, as one JSON document (docs/spec.md §6).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import decimal
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,25 +15,12 @@ from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError
 from backfill_assets.contracts.tables import CASES, HISTORIES
 from backfill_assets.operations import Refused
-from backfill_assets.operations.diff import RowChange, run_changes
+from backfill_assets.operations.diff import RowChange, column_changes, plain, run_changes
 from backfill_assets.operations.explain import Explanation, explain
 from backfill_assets.operations.runs import RunSummary, run_log
 from backfill_assets.resources.runlog import RunNotClosable, unlock
 
 T = TypeVar("T")
-
-
-def plain(value: Any) -> Any:
-    """A value for JSON: timestamps as ISO-8601 in UTC (Spark hands them over in local time), arrays element-wise."""
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC).isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, list | tuple):
-        return [plain(v) for v in value]
-    return value
 
 
 def _answer(question: Callable[[], T]) -> T:
@@ -141,25 +126,9 @@ def cmd_diff(ctx: Context, run: str, as_json: bool) -> None:
         print(json.dumps([change_json(c) for c in changes]))
         return
     for c in changes:
-        print(f"{c.table} ({c.cons_acct_key}, {c.rpt_as_of_mo}) {c.change}: {'; '.join(_column_changes(c))}")
+        print(f"{c.table} ({c.cons_acct_key}, {c.rpt_as_of_mo}) {c.change}: {'; '.join(column_changes(c))}")
     counts = {t: sum(1 for c in changes if c.table == t) for t in ("summary", "latest_summary")}
     print(f"run {run} changed {counts['summary']} summary rows and {counts['latest_summary']} latest_summary rows")
-
-
-def _column_changes(c: RowChange) -> list[str]:
-    out = []
-    for column, (old, new) in c.columns.items():
-        if isinstance(old, list) and isinstance(new, list):
-            out += [
-                f"{column}[{i}] {plain(o)!r} → {plain(n)!r}"
-                for i, (o, n) in enumerate(zip(old, new, strict=False))
-                if o != n
-            ]
-            if len(old) != len(new):
-                out.append(f"{column} length {len(old)} → {len(new)}")
-        else:
-            out.append(f"{column} {plain(old)!r} → {plain(new)!r}")
-    return out
 
 
 def cmd_unlock(ctx: Context, run: str) -> None:

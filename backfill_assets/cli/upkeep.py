@@ -11,7 +11,7 @@ from typing import Any
 
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError, first_line
-from backfill_assets.cli.ops import plain
+from backfill_assets.operations.diff import plain
 from backfill_assets.resources.maintenance import LockHeld, TableUpkeep, Upkeep, maintain
 
 

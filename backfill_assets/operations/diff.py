@@ -9,6 +9,8 @@ whole; a table whose snapshot did not move is not read at all.
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -95,20 +97,58 @@ def _changes(
         F.col(f"o.{A}").isNull().alias("inserted"),
         F.col(f"n.{A}").isNull().alias("deleted"),
     )
-    out = []
-    for r in rows.collect():
-        o, n = r["old"].asDict(recursive=True), r["new"].asDict(recursive=True)
-        change = "insert" if r["inserted"] else "delete" if r["deleted"] else "update"
-        if change == "insert":
-            o = dict.fromkeys(columns)
-        elif change == "delete":
-            n = dict.fromkeys(columns)
-        this = o if change == "delete" else n
-        changed = {c: (o[c], n[c]) for c in columns if c not in key and o[c] != n[c]}
-        out.append(RowChange(label, this[A], this[M], change, changed))
+    out = [
+        row_change(
+            label,
+            key,
+            None if r["inserted"] else r["old"].asDict(recursive=True),
+            None if r["deleted"] else r["new"].asDict(recursive=True),
+        )
+        for r in rows.collect()
+    ]
     return sorted(out, key=lambda c: (c.cons_acct_key, c.rpt_as_of_mo))
+
+
+def row_change(label: str, key: Sequence[str], old: dict[str, Any] | None, new: dict[str, Any] | None) -> RowChange:
+    """One row's change from its two versions (None: it did not exist then), with only the columns that differ."""
+    change = "insert" if old is None else "delete" if new is None else "update"
+    this = old if new is None else new
+    assert this is not None
+    old, new = old or dict.fromkeys(this), new or dict.fromkeys(this)
+    changed = {c: (old[c], new[c]) for c in this if c not in key and old[c] != new[c]}
+    return RowChange(label, this[A], this[M], change, changed)
 
 
 def _rows(lake: Lakehouse, table: str, snapshot: int, months: list[str] | None) -> DataFrame:
     rows = lake.read(table, snapshot)
     return rows if months is None else rows.where(F.col(PARTITION).isin(*months))
+
+
+def plain(value: Any) -> Any:
+    """A value for JSON: timestamps as ISO-8601 in UTC (Spark hands them over in local time), arrays element-wise."""
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC).isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def column_changes(c: RowChange) -> list[str]:
+    """Each changed column as `column old → new`; arrays position by position."""
+    out = []
+    for column, (old, new) in c.columns.items():
+        if isinstance(old, list) and isinstance(new, list):
+            out += [
+                f"{column}[{i}] {plain(o)!r} → {plain(n)!r}"
+                for i, (o, n) in enumerate(zip(old, new, strict=False))
+                if o != n
+            ]
+            if len(old) != len(new):
+                out.append(f"{column} length {len(old)} → {len(new)}")
+        else:
+            out.append(f"{column} {plain(old)!r} → {plain(new)!r}")
+    return out

@@ -48,12 +48,15 @@ while True:
 """
 
 
+FIRST: dict[str, Any] = {}  # the module's first run: its id and the model after it
+
+
 @pytest.fixture(scope="module")
 def lake(spark: SparkSession, spark_resource: SparkIceberg) -> Lake:
     lake = Lake(spark, spark_resource)
     rng = random.Random(11)
     lake.deliver(random_batch(rng, range(1, 9), MONTHS[-14:], 40))
-    lake.run()
+    FIRST.update(run_id=lake.run().run_id, model=copy.deepcopy(lake.model))
     return lake
 
 
@@ -86,36 +89,36 @@ def reader(lake: Lake) -> Iterator[list[dict[str, Any]]]:
 def test_a_reader_sees_main_move_only_at_publish_and_consistent_pairs_at_the_tags(
     lake: Lake, reader: list[dict[str, Any]]
 ) -> None:
-    rng, runs = random.Random(12), []
-    for _ in range(2):
-        lake.deliver(random_batch(rng, range(1, 12), MONTHS[-14:], 12))
-        run_id = lake.run().run_id
-        assert run_id is not None
-        runs.append((run_id, copy.deepcopy(lake.model)))
+    lake.deliver(random_batch(random.Random(12), range(1, 12), MONTHS[-14:], 12))
+    report = lake.run()
+    run_id, metadata = report.run_id, report.metadata["summary_backfilled"]
+    assert run_id is not None and metadata["tag"] == f"run-{run_id}"
     time.sleep(0.5)
-    mains = [tuple(state["refs"][i]["main"] for i in range(2)) for state in reader]
-    assert mains, "the reader saw nothing"
-    for run_id, model in runs:
-        log = _log(lake, run_id)
-        heads = (log[PUBLISHING]["summary_snapshot"], log[PUBLISHING]["latest_snapshot"])
-        assert log[SUCCEEDED]["tag"] == f"run-{run_id}" and log[PUBLISHING]["branch"] == f"backfill-{run_id}"
-        # the run's writes sat on its branch while main stayed where it was (the audit) …
-        on_branch = [s for s in reader if all(s["refs"][i].get(f"backfill-{run_id}") == heads[i] for i in range(2))]
-        assert any(s["refs"][0]["main"] != heads[0] for s in on_branch)
-        # … main reached the run's heads only after its write checks had passed (its PUBLISHING entry) …
-        published_at = log[PUBLISHING]["at"]
-        first = next(dt.datetime.fromtimestamp(s["t"]) for s, m in zip(reader, mains, strict=True) if m[0] == heads[0])
-        assert first >= published_at - dt.timedelta(milliseconds=50), (first, published_at)
-        # … and at the run's tag both tables are exactly what the model says after that run
+    log = _log(lake, run_id)
+    heads = (log[PUBLISHING]["summary_snapshot"], log[PUBLISHING]["latest_snapshot"])
+    assert log[SUCCEEDED]["tag"] == f"run-{run_id}" and log[PUBLISHING]["branch"] == f"backfill-{run_id}"
+    # the run's writes sat on its branch while main stayed where it was (the audit) …
+    on_branch = [s for s in reader if all(s["refs"][i].get(f"backfill-{run_id}") == heads[i] for i in range(2))]
+    assert any(s["refs"][0]["main"] != heads[0] for s in on_branch)
+    # … main reached the run's heads only after its write checks had passed (its PUBLISHING entry), and
+    # main of summary never pointed anywhere else than where it started and the published head
+    mains = [state["refs"][0]["main"] for state in reader]
+    first = next(dt.datetime.fromtimestamp(s["t"]) for s in reader if s["refs"][0]["main"] == heads[0])
+    assert first >= log[PUBLISHING]["at"] - dt.timedelta(milliseconds=50), (first, log[PUBLISHING]["at"])
+    assert set(mains) == {mains[0], heads[0]} and mains[0] != heads[0]
+    assert _branches(lake) == set()
+    # at each run's tag both tables are exactly what the model says after that run
+    for tag, model in ((f"run-{FIRST['run_id']}", FIRST["model"]), (f"run-{run_id}", lake.model)):
         lake.model, current = model, lake.model
         try:
-            lake.assert_matches_model(tag=f"run-{run_id}")
+            lake.assert_matches_model(tag=tag)
         finally:
             lake.model = current
-    # main of summary only ever pointed at a run's published head (or where it started)
-    published = {_log(lake, r)[PUBLISHING]["summary_snapshot"] for r, _ in runs}
-    assert {m[0] for m in mains} - published == {mains[0][0]}
-    assert _branches(lake) == set()
+    # the UI shows the first rows (by key) that changed between the two tags, old → new
+    old, new = (lake.rows("summary", f"run-{r}") for r in (FIRST["run_id"], run_id))
+    changed = sorted(k for k in new if old.get(k) != new[k])
+    shown = [tuple(line.split(" | ")[:2]) for line in metadata["first_changed_rows"].splitlines()[2:]]
+    assert changed and shown == [(f"| {a}", m) for a, m in changed[:5]]
 
 
 def test_a_failing_write_check_leaves_main_the_watermark_and_no_branch(
@@ -123,7 +126,7 @@ def test_a_failing_write_check_leaves_main_the_watermark_and_no_branch(
 ) -> None:
     lake.deliver(random_batch(random.Random(13), range(1, 12), MONTHS[-14:], 8), to_model=False)
     before = {t: lake.snapshot(t) for t in (*TABLES, "backfill_state")}
-    monkeypatch.setenv("BACKFILL_FAULT_POINT", "auditing:20")  # the run waits there, its rows on its branch
+    monkeypatch.setenv("BACKFILL_FAULT_POINT", "auditing:15")  # the run waits there, its rows on its branch
 
     def corrupt() -> None:
         """Once the run's MERGE is on its summary branch, give the branch a second row of one of its keys."""
