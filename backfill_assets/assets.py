@@ -292,7 +292,10 @@ def _summary_metadata(
     per_month = run.rows_by_month()
     rows = sum(m.get("rows_written", 0) for m in per_month.values())
     touched = sum(1 for m in per_month.values() if m.get("rows_written"))
-    context.log.info(f"committed summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months")
+    context.log.info(
+        f"published summary snapshot {commit.summary_snapshot}: {rows} rows in {touched} months;"
+        f" tagged {tag(context.run.run_id)}"
+    )
     return {
         "applied_through": str(run.applied_through),
         "summary_rows_read": sum(m.get("rows_read", 0) for m in per_month.values()),

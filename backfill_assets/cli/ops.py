@@ -132,9 +132,10 @@ def cmd_diff(ctx: Context, run: str, as_json: bool) -> None:
 
 
 def cmd_unlock(ctx: Context, run: str) -> None:
-    """Close a run left open by a process that is gone: SUCCEEDED if its commit was complete, else ROLLED_BACK."""
+    """Close a run left open by a process that is gone: SUCCEEDED if it had begun to publish (then completed)
+    or had committed, else ROLLED_BACK."""
     outcome = _answer(lambda: unlock(ctx.lakehouse, run))
-    what = "its commit was complete" if outcome == "SUCCEEDED" else "summary and latest_summary restored"
+    what = "its commit was complete" if outcome == "SUCCEEDED" else "its unpublished writes dropped"
     print(f"run {run}: {outcome} ({what})")
 
 

@@ -133,8 +133,9 @@ def assert_the_run_says_what_it_did(lake: Lake, run: dg.ExecuteInProcessResult) 
     assert "| 2024-02 | 2 | 2 |" in by_month and summary["summary_rows_read"].value >= 32
     assert summary["duration_s"].value > 0
     messages = [e.message for e in lake.instance.all_logs(run.run_id) if e.message]
-    assert any("write checks passed; committing" in m for m in messages)
-    assert any(m.startswith("committed summary snapshot") for m in messages)
+    assert any("write checks passed; publishing" in m for m in messages)
+    assert any(m.startswith(f"published summary snapshot {lake.snapshot('summary')}") for m in messages)
+    assert summary["tag"].value == f"run-{run.run_id}"
 
 
 def corrupt(lake: Lake, account: int, month: str) -> None:

@@ -49,7 +49,7 @@ class History:
 def ghost(lake: Lake, run_id: str, host: str = OTHER_HOST, pid: int = 4242) -> None:
     """A STARTED entry of a run whose process is elsewhere, at the tables' current snapshots."""
     snapshots = [lake.snapshot(t) for t in ("summary", "latest_summary", "backfill_rejects")]
-    row = (run_id, "STARTED", None, host, pid, snapshots[0], snapshots[1], None, snapshots[2], *[None] * 6)
+    row = (run_id, "STARTED", None, host, pid, snapshots[0], snapshots[1], None, snapshots[2], *[None] * 9)
     entry = lake.spark.createDataFrame([row], RUNS_DDL).withColumn("at", F.current_timestamp())
     entry.writeTo(lake.table("backfill_runs")).append()
 
@@ -306,15 +306,17 @@ def _runs(lake: Lake) -> dict[str, dict[str, Any]]:
 def test_unlock_rolls_back_a_run_of_another_host_that_did_not_commit(
     history: History, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The blocker's process "died" half-way through its summary MERGE: unlock restores the tables."""
+    """The blocker's process "died" after its summary MERGE into its branch: unlock drops the branch."""
     lake = history.lake
     before = {t: lake.snapshot(t) for t in ("summary", "latest_summary", "backfill_rejects")}
-    lake.spark.sql(f"UPDATE {lake.table('summary')} SET balance_am = -5 WHERE cons_acct_key = 1")
-    assert lake.snapshot("summary") != before["summary"]
+    summary = lake.table("summary")
+    lake.spark.sql(f"ALTER TABLE {summary} CREATE BRANCH `backfill-ghost-blocker`")
+    lake.spark.sql(f"UPDATE {summary}.`branch_backfill-ghost-blocker` SET balance_am = -5 WHERE cons_acct_key = 1")
     assert ok(lake, capsys, "unlock", "ghost-blocker").strip() == (
-        "run ghost-blocker: ROLLED_BACK (summary and latest_summary restored)"
+        "run ghost-blocker: ROLLED_BACK (its unpublished writes dropped)"
     )
     assert {t: lake.snapshot(t) for t in before} == before
+    assert [r["name"] for r in lake.spark.table(f"{summary}.refs").where("type = 'BRANCH'").collect()] == ["main"]
     lake.assert_matches_model()
     entry = _runs(lake)["ghost-blocker"]
     assert entry["event"] == "ROLLED_BACK" and f"process 4242 of host {OTHER_HOST} gone" in entry["error"]
