@@ -116,7 +116,7 @@ def test_a_run_whose_only_record_deletes_a_month_without_row_writes_nothing(phas
     lake.assert_matches_model()
 
 
-@pytest.mark.parametrize("seed", [11, 12])
+@pytest.mark.parametrize("seed", [11])
 def test_random_deletions_in_narrow_ranges_match_reference(
     spark: SparkSession, spark_resource: SparkIceberg, seed: int
 ) -> None:
@@ -133,7 +133,7 @@ def test_random_deletions_in_narrow_ranges_match_reference(
     ]
     lake.deliver(history)
     lake.run()
-    for _ in range(3):
+    for _ in range(4):
         start = months.index(rng.choice(history)["rpt_as_of_mo"])  # a window where some account has rows
         window = months[max(start - 2, 0) : start + 4]
         batch = [

@@ -23,8 +23,7 @@ def test_random_batches_match_reference(spark: SparkSession, spark_resource: Spa
     accounts = range(1, 13)
     batches = [
         random_batch(rng, accounts, MONTHS, 80),
-        random_batch(rng, range(1, 16), MONTHS, 25),
-        random_batch(rng, range(1, 16), MONTHS, 25),
+        random_batch(rng, range(1, 16), MONTHS, 50),
         # then mostly forward months: Case II (chained), new accounts, deletes after the latest
         random_batch(rng, range(1, 18), FORWARD, 20),
     ]
