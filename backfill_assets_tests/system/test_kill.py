@@ -16,8 +16,8 @@ from backfill_assets_tests.fixtures import CliRun, Lake, prepared, snapshots
 
 @pytest.mark.parametrize(
     ("point", "delay"),
-    [("reading", 0.0), ("summary_merge:0", 1.5), ("between_tables", 0.0)],
-    ids=["while-reading", "while-writing-summary", "between-the-two-tables"],
+    [("summary_merge:0", 1.5), ("between_tables", 0.0)],
+    ids=["while-writing-summary", "between-the-two-tables"],
 )
 def test_a_killed_run_leaves_or_gets_back_the_tables_and_the_next_run_is_exact(
     spark: SparkSession, spark_resource: SparkIceberg, point: str, delay: float
@@ -26,10 +26,11 @@ def test_a_killed_run_leaves_or_gets_back_the_tables_and_the_next_run_is_exact(
     before = snapshots(lake)
     run = CliRun(lake, point)
     run.wait_for(point.split(":")[0])
-    if point == "reading":  # a second run meanwhile is refused and changes nothing
+    if point == "between_tables":  # a second run meanwhile is refused and changes nothing
+        held = snapshots(lake)
         refused = lake.try_run()
         assert not refused.success and "another backfill run is in progress" in refused.error, refused.error
-        assert snapshots(lake) == before
+        assert snapshots(lake) == held
     time.sleep(delay)  # summary_merge:0 goes on into the MERGE: the kill lands in the middle of it
     run.kill()
 
