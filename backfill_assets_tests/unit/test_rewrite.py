@@ -1,4 +1,4 @@
-"""`rewrite`: the rows a batch rewrites, histories rebuilt from scalars and one base row, against the reference model."""
+"""`rewrite`: histories of rewritten rows from scalars and one base row per account, against the reference model."""
 
 from __future__ import annotations
 
