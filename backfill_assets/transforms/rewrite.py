@@ -175,3 +175,18 @@ def rewrite(joined: DataFrame, old_rows: DataFrame, bases: DataFrame, latest: Da
     newest_active = F.max(F.when(~is_deleted(F.col("row.soft_del_cd")), F.col("mo"))).over(account)
     is_newest = F.col("mo") == F.coalesce(newest_active, F.max("mo").over(account))
     return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))
+
+
+def _scalars(frame: DataFrame, row: str) -> DataFrame:
+    """`OLD_COLUMNS` from a row struct (whole or scalars only), the key from `frame`."""
+    return frame.select(A, F.col("mo").alias(M), *[F.col(f"{row}.{c}").alias(c) for c in OLD_COLUMNS[2:]])
+
+
+def scalars_read(updated: DataFrame) -> DataFrame:
+    """The summary rows the run read (their scalars: all it read of most of them)."""
+    return _scalars(updated.where("from_summary"), "summary_old")
+
+
+def scalars_after(updated: DataFrame) -> DataFrame:
+    """The scalars of the summary rows read or written, as they are after the run."""
+    return _scalars(updated.where(F.col("from_summary") | F.col("written")), "row")
