@@ -166,6 +166,19 @@ def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> Dat
     return rows.unionByName(from_latest)
 
 
+def _with_bases(read: Report, bases: Report, first: str) -> Report:
+    """The report of the rows read: their scalars, and the base rows whole (counted once: those before `first`)."""
+    before = {m: n for m, n in bases.rows_by_month.items() if m < first}
+    by_month = {m: read.rows_by_month.get(m, 0) + before.get(m, 0) for m in {*read.rows_by_month, *before}}
+    return Report(
+        read.table,
+        read.rows_read + sum(before.values()),
+        read.problems + bases.problems,
+        {**bases.pandera_errors, **read.pandera_errors},
+        by_month,
+    )
+
+
 def _latest_read(updated: DataFrame) -> DataFrame:
     """The latest_summary rows the run read, whole."""
     return updated.where(F.col("latest_old").isNotNull()).select(
@@ -224,10 +237,12 @@ class SummaryBackfill(_Cached):
         read = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
         updated = self._cache(rewrite(own, read.unionByName(bases.select(*OLD_COLUMNS)), bases, latest_old))
         self.updated = self._whole(updated, summary)
-        self.read_report, agrees = concurrently(
+        scalars_report, bases_report, agrees = concurrently(
             lambda: check_frame(read, "summary"),
+            lambda: check_frame(bases, "summary"),  # whole: their arrays are the older history of what is written
             lambda: latest_disagreements(_latest_read(self.updated), scalars_read(self.updated), self.window),
         )
+        self.read_report = _with_bases(scalars_report, bases_report, first)
         return self.read_report, agrees
 
     def _whole(self, updated: DataFrame, summary: DataFrame) -> DataFrame:
