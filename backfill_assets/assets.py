@@ -282,7 +282,8 @@ def summary_backfilled(
         context.log.info("write checks passed; publishing summary, then latest_summary")
         commit = run.publish(run_id)
         end_run(lakehouse, run_id, ok=True, applied=run.applied())
-    yield dg.MaterializeResult(metadata=_summary_metadata(context, run, commit, started))
+        metadata = _summary_metadata(context, run, commit, started)  # from the cached rows: inside the block
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def _summary_metadata(

@@ -29,7 +29,8 @@ def summary_rows_needed(
     summary: DataFrame, records: DataFrame, window: tuple[str, str], months: tuple[str, str]
 ) -> DataFrame:
     """The `summary` rows (any projection with key columns) within `window` that the batch needs."""
-    windows = summary.where(F.col(M).between(*window)).join(late_accounts(records), A, "left_semi")
+    # the late accounts broadcast: a sort-merge semi join would shuffle every row of the window
+    windows = summary.where(F.col(M).between(*window)).join(F.broadcast(late_accounts(records)), A, "left_semi")
     deletes = _forward_only(records).where(F.col("is_deleted")).select(A, M)
     return windows.unionByName(rows_at(summary, deletes, months))
 
