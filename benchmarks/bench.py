@@ -32,6 +32,7 @@ from backfill_assets.contracts.tables import SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.generate import generate, write
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.maintenance import compact
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
 from backfill_assets.transforms.months import add_months
@@ -233,6 +234,7 @@ class Measured:
     write_mode: str
     verify: Phase | None = None  # `backfill-assets verify` of both tables after the backfill
     verify_broken: int = 0
+    compact: Phase | None = None  # `backfill-assets compact` after the backfill (merge-on-read)
     ratios: tuple[float, ...] = ()  # of every repeated run, when this is the median one
 
     @property
@@ -304,6 +306,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
         write_mode=lakehouse.write_mode,
         verify=verify_phase,
         verify_broken=sum(len(r.problems) for r in reports),
+        compact=meter.measure(lambda: compact(lakehouse, f"bench-compact-{report.run_id}"))[1],
     )
 
 
@@ -342,6 +345,12 @@ def print_table(title: str, m: Measured) -> None:
         print(
             f"verify (both tables, whole): {v.seconds:.1f} s, ratio to the floor {v.seconds / m.floor_seconds:.2f},"
             f" {v.jobs} spark jobs, shuffle {v.shuffle_bytes / mib:.1f} MiB, rules broken {m.verify_broken}"
+        )
+    if m.compact is not None:
+        c = m.compact
+        print(
+            f"compact after the backfill: {c.seconds:.1f} s, ratio to the floor {c.seconds / m.floor_seconds:.2f},"
+            f" {c.jobs} spark jobs, read {c.read_bytes / mib:.1f} MiB, written {c.written_bytes / mib:.1f} MiB"
         )
     print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
 
