@@ -85,6 +85,9 @@ def test_spark_conf_per_catalog_type(catalog_type: str, uri: str | None, expecte
 def test_extra_conf_wins_and_master_is_configurable() -> None:
     conf = SparkIceberg(master="spark://h:7077", extra_conf={"spark.sql.shuffle.partitions": "400"}).spark_conf()
     assert conf["spark.master"] == "spark://h:7077" and conf["spark.sql.shuffle.partitions"] == "400"
+    assert SparkIceberg().spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "8000"  # methods the JIT compiles
+    limit = {"spark.sql.codegen.hugeMethodLimit": "65535"}
+    assert SparkIceberg(extra_conf=limit).spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "65535"
 
 
 def test_wrong_catalog_type_names_the_field() -> None:
