@@ -19,6 +19,7 @@ from backfill_assets.resources.options import BackfillOptions  # noqa: E402
 from backfill_assets.resources.quality import DataQuality  # noqa: E402
 from backfill_assets.resources.spark import SparkIceberg  # noqa: E402
 from backfill_assets.sensors import accounts_loaded  # noqa: E402
+from backfill_assets.verify_check import summary_verified  # noqa: E402
 
 
 def build_defs(
@@ -38,7 +39,7 @@ def build_defs(
             assets.updated_histories,
             assets.summary_backfilled,
         ],
-        asset_checks=[monitors.load_freshness, *monitors.source_schema_checks],
+        asset_checks=[summary_verified, monitors.load_freshness, *monitors.source_schema_checks],
         jobs=[backfill_job, monitors.source_checks_job, maintain_job],
         schedules=[monitors.source_checks_schedule, maintain_schedule],
         sensors=[accounts_loaded],

@@ -32,9 +32,11 @@ from backfill_assets.contracts.tables import SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.generate import generate, write
 from backfill_assets.resources.lakehouse import Lakehouse
+from backfill_assets.resources.maintenance import compact
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import run_pending
 from backfill_assets.transforms.months import add_months
+from backfill_assets.transforms.verify import verify
 from backfill_assets_tests.reference_model import ReferenceModel, deleted
 
 SIZES = {"tiny": 2_000, "small": 20_000, "medium": 200_000}
@@ -230,6 +232,9 @@ class Measured:
     checked_accounts: int
     checked_rows: int
     write_mode: str
+    verify: Phase | None = None  # `backfill-assets verify` of both tables after the backfill
+    verify_broken: int = 0
+    compact: Phase | None = None  # `backfill-assets compact` after the backfill (merge-on-read)
     ratios: tuple[float, ...] = ()  # of every repeated run, when this is the median one
 
     @property
@@ -275,6 +280,9 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
     assert report.success, report.lines()
     assert report.run_id is not None
     _, floor_after = meter.measure(floor)
+    reports, verify_phase = meter.measure(
+        lambda: verify(lakehouse.read(lakehouse.summary_table), lakehouse.read(lakehouse.latest_table))
+    )
     late_accounts = [
         r[0]
         for r in spark.table(spark_resource.table("classified_accounts"))
@@ -296,6 +304,9 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
         checked_accounts=len(late_accounts),
         checked_rows=check_sample(spark, lakehouse, late_accounts, applied),
         write_mode=lakehouse.write_mode,
+        verify=verify_phase,
+        verify_broken=sum(len(r.problems) for r in reports),
+        compact=meter.measure(lambda: compact(lakehouse, f"bench-compact-{report.run_id}"))[1],
     )
 
 
@@ -329,6 +340,18 @@ def print_table(title: str, m: Measured) -> None:
         ratios = ", ".join(f"{r:.2f}" for r in m.ratios)
         print(f"ratios of {len(m.ratios)} runs in turn: {ratios} (the table shows the median run)")
     print("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in m.steps.items()))
+    if m.verify is not None:
+        v = m.verify
+        print(
+            f"verify (both tables, whole): {v.seconds:.1f} s, ratio to the floor {v.seconds / m.floor_seconds:.2f},"
+            f" {v.jobs} spark jobs, shuffle {v.shuffle_bytes / mib:.1f} MiB, rules broken {m.verify_broken}"
+        )
+    if m.compact is not None:
+        c = m.compact
+        print(
+            f"compact after the backfill: {c.seconds:.1f} s, ratio to the floor {c.seconds / m.floor_seconds:.2f},"
+            f" {c.jobs} spark jobs, read {c.read_bytes / mib:.1f} MiB, written {c.written_bytes / mib:.1f} MiB"
+        )
     print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
 
 

@@ -1,4 +1,4 @@
-"""`backfill-assets`: the commands of docs/spec.md §6 (import, export, run, generate, runs, diff, …).
+"""`backfill-assets`: the commands of docs/spec.md §6 (import, export, run, generate, verify, runs, …).
 
 Every expected failure (a file that does not fit, a missing file or table, a failed run, an error
 of Spark or Iceberg) ends as one line `backfill-assets: <reason>` on stderr and a non-zero exit
@@ -7,7 +7,8 @@ re-raises instead, for developers.
 
 `parser`: the arguments; `errors`: `CliError` and the one line of a failure; `context`: the
 resources a command works with; the commands in `tables` (import, export), `runs` (run, compact,
-rejects), `ops` (runs, explain, diff, unlock), `upkeep` (maintain) and `synthetic` (generate).
+rejects), `audit` (verify), `ops` (runs, explain, diff, unlock), `upkeep` (maintain) and `synthetic`
+(generate).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 
+from backfill_assets.cli.audit import cmd_verify
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_FAILURE, EXIT_REFUSED, PROG, CliError, spark_failure
 from backfill_assets.cli.ops import COMMANDS as OPS
@@ -54,6 +56,8 @@ def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None
             cmd_generate(ctx, args.accounts, args.months, args.end_month, args.seed)
         elif args.command == "rejects":
             cmd_rejects(ctx, args.run, args.json)
+        elif args.command == "verify" and not cmd_verify(ctx, args.table, args.json):
+            return EXIT_FAILURE  # a broken rule is a finding, not an error: the report is on stdout
         elif args.command in OPS:
             OPS[args.command](ctx, args)
         elif args.command in UPKEEP:

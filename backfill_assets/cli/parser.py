@@ -83,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     rej.add_argument("--run", metavar="RUN", help="only the records this run rejected")
     rej.add_argument("--json", action="store_true", help="print one JSON document (a list of rejects), for tools")
 
+    ver = sub.add_parser(
+        "verify", help="Audit summary and latest_summary against the invariant (docs/spec.md §6); read-only."
+    )
+    ver.add_argument("--table", choices=("summary", "latest_summary"), help="only this table (default: both)")
+    ver.add_argument("--json", action="store_true", help="print one JSON document (rows checked, broken rules)")
+
     runs = sub.add_parser("runs", help="Show the run log, newest run first: outcome, counts, snapshots, errors.")
     runs.add_argument("--limit", type=_positive, metavar="N", help="only the N newest runs")
     runs.add_argument("--json", action="store_true", help="print one JSON document (a list of runs), for tools")

@@ -93,7 +93,7 @@ def _key(row: Row | None) -> tuple[int | None, str | None] | None:
     return None if row is None else (row["a"], row["m"])
 
 
-def _order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:
+def key_order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]:
     """Spark's ascending order of keys (NULL first), for picking the smallest examples."""
     return (key[0] is not None, key[0] or 0, key[1] is not None, key[1] or "")
 
@@ -157,7 +157,7 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, i
         if not by_month:
             continue
         ends = [m.asDict().get(end) for m in months for end in (lo, hi)]  # absent if a rule broke between the jobs
-        examples = tuple(sorted({k for k in map(_key, ends) if k is not None}, key=_order)[:EXAMPLES])
+        examples = tuple(sorted({k for k in map(_key, ends) if k is not None}, key=key_order)[:EXAMPLES])
         total = sum(n for _, n in by_month)
         example = examples[0] if examples else None
         problems.append(Problem(table, column, rule, total, example, unit, severity, by_month, examples, reject))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,8 @@ GROUP_PAGE = "/locations/backfill_assets/asset-groups/backfill"
 GRAPH = ["classified_accounts", "case3_backfill", "joined_windows", "updated_histories", "summary_backfilled"]
 BACKFILLS = """{ partitionBackfillsOrError { ... on PartitionBackfills { results {
   id status numPartitions runs(limit: 10) { runId status tags { key value } } } } } }"""
+AUDITS = """{ assetCheckExecutions(assetKey: {path: ["summary_backfilled"]}, checkName: "summary_verified", limit: 5)
+  { runId status evaluation { success metadataEntries { label ... on IntMetadataEntry { intValue } } } } }"""
 
 
 @dataclass
@@ -191,6 +194,11 @@ def test_the_asset_graph_shows_the_five_assets_and_their_partitions(ui: Ui, page
     _shot(page, "2-asset-list")
 
 
+def _audits(ui: Ui) -> list[dict[str, Any]]:
+    """The executions of the whole-table audit `summary_verified`, newest first."""
+    return list(ui.graphql(AUDITS)["assetCheckExecutions"])
+
+
 def _backfill(ui: Ui) -> dict[str, Any]:
     """The one backfill launched (status REQUESTING until the UI's request has landed)."""
     results = ui.graphql(BACKFILLS)["partitionBackfillsOrError"]["results"]
@@ -225,10 +233,13 @@ def test_a_month_range_backfill_from_the_ui_is_one_exact_run(ui: Ui, page: Page)
 
     _open(page, ui, "/assets/summary_backfilled?view=partitions", f"Materialized ({months})")
     _shot(page, "4-summary-backfilled-partitions")
-    # six assets, and load_freshness (monitors.py): the UI runs every check of the assets it materialises
-    _open(page, ui, f"/runs/{run['runId']}", "Succeeded (7)")
+    # six assets, load_freshness (monitors.py) and summary_verified: the UI runs every check of the assets it
+    # materialises, and the whole-table audit, on demand only, yields nothing in such a run (shown skipped)
+    _open(page, ui, f"/runs/{run['runId']}", "Succeeded (8)")
     body = page.inner_text("body")
-    assert "Success" in body and "12 checks" in body
+    assert "Success" in body and "13 checks" in body
+    audits = [e["status"] for e in _audits(ui) if e["runId"] == run["runId"]]  # one per partition
+    assert audits and set(audits) == {"SKIPPED"}, audits
     _shot(page, "5-completed-run")
     _open(page, ui, "/assets/summary_backfilled?view=checks", "summary_rows_valid")
     checks = page.inner_text("body")
@@ -242,3 +253,23 @@ def test_a_month_range_backfill_from_the_ui_is_one_exact_run(ui: Ui, page: Page)
         assert check in checks, check
     assert "Passed" in checks or "Succeeded" in checks
     _shot(page, "6-summary-backfilled-checks")
+
+
+def test_the_whole_table_audit_runs_on_demand_from_the_checks_tab(ui: Ui, page: Page) -> None:
+    """After the backfill (the test above), an operator executes summary_verified alone: it scans both tables."""
+    before = {e["runId"] for e in _audits(ui)}
+    _open(page, ui, "/assets/summary_backfilled?view=checks", "summary_verified")
+    page.get_by_text("summary_verified", exact=True).first.click()
+    page.get_by_role("button").filter(has_text=re.compile(r"^\s*Execute\s*$")).click()  # not "Execute all"
+    deadline = time.monotonic() + 10 * 60
+    while not (new := [e for e in _audits(ui) if e["runId"] not in before and e["status"] != "IN_PROGRESS"]):
+        assert time.monotonic() < deadline, _audits(ui)
+        time.sleep(3)
+    [audit] = new
+    assert audit["status"] == "SUCCEEDED" and audit["evaluation"]["success"], audit
+    rows = {m["label"]: m.get("intValue") for m in audit["evaluation"]["metadataEntries"]}
+    summary_rows = ui.lake.spark.table(ui.lake.lakehouse.name(ui.lake.lakehouse.summary_table)).count()
+    latest_rows = ui.lake.spark.table(ui.lake.lakehouse.name(ui.lake.lakehouse.latest_table)).count()
+    assert rows["rows_read"] == summary_rows + latest_rows and rows["failing_rows"] == 0, rows
+    _open(page, ui, "/assets/summary_backfilled?view=checks", "summary_verified")
+    _shot(page, "7-summary-verified-on-demand")

@@ -7,6 +7,7 @@ import pytest
 
 from backfill_assets.definitions import defs
 from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.verify_check import VERIFY_CHECK_KEY
 
 SOURCE_CHECKS = {
     dg.AssetCheckKey(dg.AssetKey("summary_backfilled"), "load_freshness"),
@@ -32,12 +33,15 @@ def test_graph_assets_are_monthly_single_run() -> None:
 
 
 def test_every_graph_asset_has_blocking_checks() -> None:
-    """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run."""
+    """The checks the UI lists on each asset's Checks tab; all blocking, so a failure stops the run, except the
+    on-demand audit `summary_verified`, which backfill_job leaves out."""
     graph = defs.resolve_asset_graph()
     checks: dict[str, set[str]] = {}
     for key in graph.asset_check_keys - SOURCE_CHECKS:
         checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
-        assert graph.get_check_spec(key).blocking, key
+        assert graph.get_check_spec(key).blocking == (key.name != "summary_verified"), key
+    job_checks = defs.resolve_job_def("backfill_job").asset_layer.asset_graph.asset_check_keys
+    assert job_checks == graph.asset_check_keys - SOURCE_CHECKS - {VERIFY_CHECK_KEY}
     assert checks == {
         "classified_accounts": {"source_records_valid", "latest_summary_valid", "output_valid"},
         "case3_backfill": {"output_valid"},
@@ -49,6 +53,7 @@ def test_every_graph_asset_has_blocking_checks() -> None:
             "latest_summary_agrees",
             "summary_rows_valid",
             "latest_rows_valid",
+            "summary_verified",
         },
     }
 
@@ -80,6 +85,9 @@ def test_spark_conf_per_catalog_type(catalog_type: str, uri: str | None, expecte
 def test_extra_conf_wins_and_master_is_configurable() -> None:
     conf = SparkIceberg(master="spark://h:7077", extra_conf={"spark.sql.shuffle.partitions": "400"}).spark_conf()
     assert conf["spark.master"] == "spark://h:7077" and conf["spark.sql.shuffle.partitions"] == "400"
+    assert SparkIceberg().spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "8000"  # methods the JIT compiles
+    limit = {"spark.sql.codegen.hugeMethodLimit": "65535"}
+    assert SparkIceberg(extra_conf=limit).spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "65535"
 
 
 def test_wrong_catalog_type_names_the_field() -> None:
