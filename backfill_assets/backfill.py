@@ -28,13 +28,19 @@ from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.publish import Commit
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import Applied, Published, publish_run
-from backfill_assets.transforms.apply import changed_latest_rows, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import add_months, in_months
 from backfill_assets.transforms.reach import summary_rows_needed
 from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
-from backfill_assets.transforms.rewrite import OLD_COLUMNS, rewrite, scalars_after, scalars_read
+from backfill_assets.transforms.rewrite import (
+    OLD_COLUMNS,
+    changed_latest_rows,
+    rewrite,
+    scalars_after,
+    scalars_read,
+    written_rows,
+)
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
 _KEY = [A, M, "soft_del_cd"]

@@ -44,15 +44,6 @@ def rows_at(summary: DataFrame, keys: DataFrame, months: tuple[str, str]) -> Dat
     return summary.where(F.col(M).between(*months)).join(keys.select(A, M), [A, M], "left_semi")
 
 
-def base_keys(patches: DataFrame, records: DataFrame) -> DataFrame:
-    """(account, month) of the rows that late records' own rows take their older history from (`base_mo`).
-
-    Accounts without late records take it from their `latest_summary` row instead.
-    """
-    keys = patches.where(F.col("base_mo").isNotNull()).select(A, F.col("base_mo").alias(M))
-    return keys.join(late_accounts(records), A, "left_semi")
-
-
 def forward_latest(latest: DataFrame, records: DataFrame) -> DataFrame:
     """The `latest_summary` rows of accounts without late records: all the history Case II needs."""
     return latest.join(_forward_only(records).select(A).distinct(), A, "left_semi")

@@ -177,6 +177,23 @@ def rewrite(joined: DataFrame, old_rows: DataFrame, bases: DataFrame, latest: Da
     return updated.withColumn("latest_changed", is_newest & (F.col("written") | ~F.col("was_latest")))
 
 
+def _rows(frame: DataFrame, row: str) -> DataFrame:
+    """Summary columns from a row struct, the account key taken from `frame` itself: Spark then
+    knows the result is still partitioned by account, so what is grouped or joined by account below
+    needs no shuffle of the wide rows."""
+    return frame.select(*[F.col(A) if c == A else F.col(f"{row}.{c}").alias(c) for c in SUMMARY_COLUMNS])
+
+
+def written_rows(updated: DataFrame) -> DataFrame:
+    """The summary rows to MERGE."""
+    return _rows(updated.where("written"), "row")
+
+
+def changed_latest_rows(updated: DataFrame) -> DataFrame:
+    """The latest_summary rows to MERGE."""
+    return _rows(updated.where("latest_changed"), "row")
+
+
 def _scalars(frame: DataFrame, row: str) -> DataFrame:
     """`OLD_COLUMNS` from a row struct (whole or scalars only), the key from `frame`."""
     return frame.select(A, F.col("mo").alias(M), *[F.col(f"{row}.{c}").alias(c) for c in OLD_COLUMNS[2:]])
