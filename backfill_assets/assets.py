@@ -1,4 +1,4 @@
-"""The backfill asset graph: new records → cases → reach → patches → summary (one Spark job per run)."""
+"""The backfill asset graph: new records → cases → reach → patches → summary (one run per month range)."""
 
 # No `from __future__ import annotations`: Dagster checks the `context` annotation at definition time.
 
@@ -19,7 +19,7 @@ from backfill_assets.contracts.tables import CASES, CLASSIFIED, JOINED, PATCHES,
 from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
 from backfill_assets.operations.diff import column_changes
-from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
+from backfill_assets.partitions import MONTHLY
 from backfill_assets.planning import REACH, selection_problem
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
@@ -220,13 +220,13 @@ _SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid 
 
 @_spark_asset(
     None,
-    ins={
-        "updated_histories": dg.AssetIn(partition_mapping=HISTORY_WINDOW),
-        "classified_accounts": dg.AssetIn(),
-    },
+    ins={"updated_histories": dg.AssetIn(), "classified_accounts": dg.AssetIn()},
     check_specs=[
         spec(
-            WINDOW_CHECK, "summary_backfilled", f"The summary rows the run reads (patched accounts): {_SUMMARY_RULES}."
+            WINDOW_CHECK,
+            "summary_backfilled",
+            "The summary rows the run reads: the late accounts' scalars from the run's first month on (their"
+            f" histories are rebuilt, not read) and each account's base row whole: {_SUMMARY_RULES}.",
         ),
         spec(
             AGREES_CHECK,
@@ -254,7 +254,11 @@ def summary_backfilled(
     updated_histories: DataFrame,
     classified_accounts: DataFrame,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """summary and latest_summary with every patch of late months s-35 … s applied, by write-audit-publish.
+    """summary and latest_summary with the rows the batch changes rewritten, by write-audit-publish.
+
+    The rows of each late account from its first record's month on are rebuilt from the records'
+    own rows (`updated_histories` at position 0), the stored scalars and one base row per account
+    (`transforms.rewrite`); the stored arrays of the rows it rewrites are not read.
 
     What it reads is checked before anything is written. It writes to a branch of its own on each
     table, checks what the branches hold, then fast-forwards `main` of summary, then of
@@ -282,7 +286,8 @@ def summary_backfilled(
         context.log.info("write checks passed; publishing summary, then latest_summary")
         commit = run.publish(run_id)
         end_run(lakehouse, run_id, ok=True, applied=run.applied())
-    yield dg.MaterializeResult(metadata=_summary_metadata(context, run, commit, started))
+        metadata = _summary_metadata(context, run, commit, started)  # from the cached rows: inside the block
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def _summary_metadata(

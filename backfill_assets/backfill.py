@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.models import rejections
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES
+from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES, SUMMARY_COLUMNS
 from backfill_assets.contracts.validation import Problem, Report, check_frame, check_structure, latest_disagreements
 from backfill_assets.operations.diff import RowChange, row_change
 from backfill_assets.planning import REACH
@@ -28,12 +28,19 @@ from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.publish import Commit
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import Applied, Published, publish_run
-from backfill_assets.transforms.apply import apply_patches, changed_latest_rows, rows_after, rows_read, written_rows
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import add_months, in_months
-from backfill_assets.transforms.reach import base_keys, rows_at, summary_rows_needed
+from backfill_assets.transforms.reach import summary_rows_needed
 from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
+from backfill_assets.transforms.rewrite import (
+    OLD_COLUMNS,
+    changed_latest_rows,
+    rewrite,
+    scalars_after,
+    scalars_read,
+    written_rows,
+)
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
 _KEY = [A, M, "soft_del_cd"]
@@ -147,6 +154,44 @@ def _latest_rows_out_of_view(
     return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
 
 
+def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> DataFrame:
+    """The whole old row each account's first record takes its older history from (`base_mo`).
+
+    From the latest_summary rows already read where it is one of them (Case II: always), else from
+    `summary`, reading only the months where such rows lie.
+    """
+    first = own.groupBy(A).agg(F.min(F.struct(M, "base_mo")).alias("_f"))
+    keys = first.select(A, F.col("_f.base_mo").alias(M)).where(F.col(M).isNotNull())
+    from_latest = latest_old.join(keys, [A, M], "left_semi")
+    wanted = keys.join(latest_old.select(A, M), [A, M], "left_anti").collect()
+    if not wanted:
+        return from_latest
+    session = summary.sparkSession
+    at = session.createDataFrame(wanted, "cons_acct_key bigint, rpt_as_of_mo string")
+    rows = summary.where(in_months(sorted({k[M] for k in wanted}))).join(at, [A, M], "left_semi")
+    return rows.unionByName(from_latest)
+
+
+def _with_bases(read: Report, bases: Report, first: str) -> Report:
+    """The report of the rows read: their scalars, and the base rows whole (counted once: those before `first`)."""
+    before = {m: n for m, n in bases.rows_by_month.items() if m < first}
+    by_month = {m: read.rows_by_month.get(m, 0) + before.get(m, 0) for m in {*read.rows_by_month, *before}}
+    return Report(
+        read.table,
+        read.rows_read + sum(before.values()),
+        read.problems + bases.problems,
+        {**bases.pandera_errors, **read.pandera_errors},
+        by_month,
+    )
+
+
+def _latest_read(updated: DataFrame) -> DataFrame:
+    """The latest_summary rows the run read, whole."""
+    return updated.where(F.col("latest_old").isNotNull()).select(
+        *[F.col(A) if c == A else F.col(f"latest_old.{c}").alias(c) for c in SUMMARY_COLUMNS]
+    )
+
+
 def _all_there(report: Report, intended: int) -> Report:
     """`report` with a problem when the branch holds another number of the run's rows than it MERGEd."""
     if report.rows_read == intended:
@@ -178,31 +223,44 @@ class SummaryBackfill(_Cached):
         self.window = (add_months(months[0], -REACH), months[1])
 
     def read(self) -> tuple[Report, Report]:
-        """The rows the run reads, gathered and patched; the reports of the rows read and of their agreement.
+        """The rows the run reads, gathered and rewritten; the reports of the rows read and of their agreement.
 
-        Of `summary`: the rows of the months from the first on and the rows late records take their
-        history from, plus any row that becomes an account's latest from outside the range; of
-        `latest_summary`: the batch's accounts. Both as of one snapshot.
+        Of `summary`, without their histories (`transforms.rewrite`): the late accounts' rows of the
+        run's months and any row that becomes an account's latest from outside them; whole: each
+        account's base row, and a row that becomes an account's latest; of `latest_summary`: the
+        batch's accounts, whole. All as of one snapshot.
         """
         lake, (first, last) = self.lakehouse, self.months
-        summary = lake.read(lake.summary_table, lake.snapshot_id(lake.summary_table))
-        before_first = (self.window[0], add_months(first, -1))
-        in_range = self._cache(
-            summary_rows_needed(summary, self.records, self.months, self.months).unionByName(
-                rows_at(summary, base_keys(self.patches, self.records), before_first)
-            )
-        )
+        summary = self.summary = lake.read(lake.summary_table, lake.snapshot_id(lake.summary_table))
+        scalars = summary.select(*OLD_COLUMNS)
         latest = lake.read(lake.latest_table, lake.snapshot_id(lake.latest_table))
         latest_old = self._cache(latest.join(self.records.select(A), A, "left_semi"))
-        out_of_view = _latest_rows_out_of_view(summary, in_range, latest_old, self.records, (first, last))
-        window_rows = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
-        self.updated = self._cache(apply_patches(self.patches, window_rows, latest_old))
-        summary_read, latest_read = rows_read(self.updated)
-        self.read_report, agrees = concurrently(
-            lambda: check_frame(window_rows, "summary"),
-            lambda: latest_disagreements(latest_read, summary_read, self.window),
+        own = self.patches.where(F.col("position") == 0)
+        bases = self._cache(_base_rows(summary, own, latest_old))
+        in_range = self._cache(summary_rows_needed(scalars, self.records, self.months, self.months))
+        in_view = in_range.unionByName(bases.select(*OLD_COLUMNS))  # a base row in range twice: one row below
+        out_of_view = _latest_rows_out_of_view(scalars, in_view, latest_old, self.records, (first, last))
+        read = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
+        updated = self._cache(rewrite(own, read.unionByName(bases.select(*OLD_COLUMNS)), bases, latest_old))
+        self.updated = self._whole(updated, summary)
+        scalars_report, bases_report, agrees = concurrently(
+            lambda: check_frame(read, "summary"),
+            lambda: check_frame(bases, "summary"),  # whole: their arrays are the older history of what is written
+            lambda: latest_disagreements(_latest_read(self.updated), scalars_read(self.updated), self.window),
         )
+        self.read_report = _with_bases(scalars_report, bases_report, first)
         return self.read_report, agrees
+
+    def _whole(self, updated: DataFrame, summary: DataFrame) -> DataFrame:
+        """`updated` with whole rows where an account's new latest row was read without its histories (rare)."""
+        keys = updated.where(F.col("latest_changed") & ~F.col("complete")).select(A, F.col("mo").alias(M)).collect()
+        if not keys:
+            return updated
+        wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
+        rows = summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
+        whole = rows.select(A, F.col(M).alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("_whole"))
+        completed = updated.join(whole, [A, "mo"], "left").withColumn("row", F.coalesce("_whole", "row"))
+        return self._cache(completed.drop("_whole"))
 
     def write(self, run_id: str) -> None:
         """MERGE the rows to write into the run's branches of summary and latest_summary (`main` stays).
@@ -227,7 +285,7 @@ class SummaryBackfill(_Cached):
         lake, (first, last) = self.lakehouse, self.months
         summary = publish.read_branch(lake, lake.summary_table, run_id).where(F.col(M).between(first, last))
         latest = publish.read_branch(lake, lake.latest_table, run_id)
-        summary_after, _ = rows_after(self.updated)
+        summary_after = scalars_after(self.updated)
         self.written_report, *self.latest_reports = concurrently(
             lambda: check_frame(summary.join(self.written.select(A, M), [A, M], "left_semi"), "summary"),
             lambda: check_frame(latest.join(self.latest_new.select(A), A, "left_semi"), "latest_summary"),
@@ -249,14 +307,18 @@ class SummaryBackfill(_Cached):
     def first_changes(self, n: int = 5) -> list[RowChange]:
         """The first `n` summary rows the run changed (by key), old → new: what the UI shows of a run.
 
-        From the cached rows, which hold both versions: one small Spark job, no read of the tables.
+        The run holds the new rows; the old ones of the first few written keys are read by key (the
+        run read most rows without their histories), from the snapshot the run started from.
         """
-        changed = self.updated.where(F.col("written") & ~F.col("summary_old").eqNullSafe(F.col("row")))
-        rows = changed.orderBy(A, "mo").select("summary_old", "row").limit(n).collect()
-        return [
-            row_change("summary", (A, M), old.asDict(recursive=True) if old else None, new.asDict(recursive=True))
-            for old, new in rows
-        ]
+        written = self.updated.where("written").orderBy(A, "mo").select("row").limit(4 * n).collect()
+        if not written:
+            return []
+        new = {(r[A], r[M]): r.asDict(recursive=True) for r in (w["row"] for w in written)}
+        wanted = self.summary.sparkSession.createDataFrame(list(new), "cons_acct_key bigint, rpt_as_of_mo string")
+        rows = self.summary.where(in_months(sorted({m for _, m in new}))).join(wanted, [A, M], "left_semi")
+        old = {(r[A], r[M]): r.asDict(recursive=True) for r in rows.select(*SUMMARY_COLUMNS).collect()}
+        changed = [k for k in new if old.get(k) != new[k]][:n]
+        return [row_change("summary", (A, M), old.get(k), new[k]) for k in changed]
 
     def applied(self) -> Applied:
         """Records applied per case and summary rows written, for the run log (no Spark job)."""

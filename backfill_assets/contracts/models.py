@@ -30,6 +30,7 @@ from backfill_assets.contracts.tables import (
     KEY,
     MONTH_PATTERN,
     SENTINEL_AMOUNTS,
+    SUMMARY,
 )
 from backfill_assets.contracts.values import grid, is_deleted, payment_rating
 
@@ -54,7 +55,13 @@ def _model(name: str, schema: StructType, unique: tuple[str, ...] | None = None)
 MODELS: dict[str, type[pa.DataFrameModel]] = {
     name: _model(name, contract.schema, contract.unique) for name, contract in CONTRACTS.items()
 }
+# what a run reads of the summary rows it rewrites: every column but the histories (docs/spec.md §4.2)
+SCALAR_PROJECTION = "summary_scalars"
+MODELS[SCALAR_PROJECTION] = _model(
+    SCALAR_PROJECTION, StructType([f for f in SUMMARY if f.name not in (*HISTORIES, GRID)]), KEY
+)
 UNIQUE: dict[str, tuple[str, ...]] = {name: c.unique for name, c in CONTRACTS.items() if c.unique}
+UNIQUE[SCALAR_PROJECTION] = KEY
 
 
 @dataclass(frozen=True)
@@ -146,19 +153,23 @@ def _has_sentinel(column: str) -> Column:
     return F.arrays_overlap(F.col(column), F.array(*[F.lit(v) for v in AMOUNT_SENTINELS]))
 
 
-def _summary_rules() -> list[Rule]:
-    """Rules of a summary row. Content is only specified on active rows (a deleted row keeps whatever it had)."""
+def _summary_rules(histories: bool = True) -> list[Rule]:
+    """Rules of a summary row (without `histories`: of its scalars alone).
+
+    Content is only specified on active rows (a deleted row keeps whatever it had).
+    """
     active = ~is_deleted(F.col("soft_del_cd"))
     rules = _key_rules()
-    for column in (*HISTORIES, GRID):
+    for column in (*HISTORIES, GRID) if histories else ():
         value = F.col(column)
         length = F.length(value) if column == GRID else F.size(value)
         unit = "characters" if column == GRID else "elements"
         bad = F.when(value.isNull(), active).otherwise(length != HISTORY_LENGTH)
         rules.append(Rule(column, f"must hold {HISTORY_LENGTH} {unit} (NULL only on a deleted row)", bad))
-    rendered = grid(F.col("payment_rating_cd_history"))
-    differs = active & (F.length(GRID) == HISTORY_LENGTH) & (F.col(GRID) != rendered)  # wrong lengths: above
-    rules.append(Rule(GRID, "must equal the rendering of payment_rating_cd_history", differs))
+    if histories:
+        rendered = grid(F.col("payment_rating_cd_history"))
+        differs = active & (F.length(GRID) == HISTORY_LENGTH) & (F.col(GRID) != rendered)  # wrong lengths: above
+        rules.append(Rule(GRID, "must equal the rendering of payment_rating_cd_history", differs))
     rating = payment_rating(F.col("days_past_due"), F.col("asset_class_cd"))
     rules.append(
         Rule(
@@ -167,7 +178,7 @@ def _summary_rules() -> list[Rule]:
             active & ~(F.col("payment_rating_cd").eqNullSafe(rating)),
         )
     )
-    amounts = [*SENTINEL_AMOUNTS, *(h for h, v in HISTORIES.items() if v in SENTINEL_AMOUNTS)]
+    amounts = [*SENTINEL_AMOUNTS, *(h for h, v in HISTORIES.items() if histories and v in SENTINEL_AMOUNTS)]
     for column in amounts:
         rules.append(
             Rule(column, "must not hold a sentinel amount", active & F.coalesce(_has_sentinel(column), F.lit(False)))
@@ -190,6 +201,6 @@ def row_rules(table: str, bounds: Bounds | None = None) -> list[Rule]:
         raise ValueError(f"unknown table {table!r}; expected one of {', '.join(MODELS)}")
     if table == "accounts_all":
         return _source_rules(bounds)
-    if table in ("summary", "latest_summary"):
-        return _summary_rules()
+    if table in ("summary", "latest_summary", SCALAR_PROJECTION):
+        return _summary_rules(histories=table != SCALAR_PROJECTION)
     return _intermediate_rules(table)

@@ -9,7 +9,7 @@ the smallest offending keys of each broken rule, so that a refusal names rows th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, cast
 
 from pandera.config import ValidationDepth, config_context
@@ -20,8 +20,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from backfill_assets.contracts.models import MODELS, UNIQUE, Bounds, Rule, Severity, row_rules
-from backfill_assets.contracts.tables import SUMMARY_COLUMNS
+from backfill_assets.contracts.models import MODELS, SCALAR_PROJECTION, UNIQUE, Bounds, Rule, Severity, row_rules
+from backfill_assets.contracts.tables import GRID, SUMMARY_COLUMNS
 from backfill_assets.contracts.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
@@ -192,12 +192,20 @@ def check_frame(
     """Check `frame` as content of `table` (a `models.MODELS` name): pandera's model, then the row rules.
 
     A structural error (a column missing or of another type) stops there: the row rules need the columns.
+    Summary rows without their histories (what a run reads of the rows it rewrites) are checked by
+    the model and rules of those columns, under the table's name.
     """
-    errors = _pandera(frame, table, depth)
+    model = SCALAR_PROJECTION if table == "summary" and GRID not in frame.columns else table
+    errors = _pandera(frame, model, depth)
     if "SCHEMA" in errors:
-        return Report(table, 0, _pandera_problems(table, errors), errors)
-    by_month, problems = _count(frame, table, row_rules(table, bounds))
-    return Report(table, sum(by_month.values()), problems + _pandera_problems(table, errors), errors, by_month)
+        return Report(table, 0, _named(_pandera_problems(model, errors), table), errors)
+    by_month, problems = _count(frame, model, row_rules(model, bounds))
+    found = _named(problems + _pandera_problems(model, errors), table)
+    return Report(table, sum(by_month.values()), found, errors, by_month)
+
+
+def _named(problems: list[Problem], table: str) -> list[Problem]:
+    return [p if p.table == table else replace(p, table=table) for p in problems]
 
 
 def check_structure(frame: DataFrame, table: str) -> Report:
@@ -212,7 +220,7 @@ def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tup
     Only accounts with an active row within `months` and a latest row not after them are judged:
     the rest lie outside what the caller read. The example names the columns that differ.
     """
-    columns = [F.col(c) for c in SUMMARY_COLUMNS]
+    columns = [F.col(c) for c in SUMMARY_COLUMNS if c in summary_rows.columns]  # without histories: the scalars
     newest = (
         summary_rows.where(~is_deleted(F.col("soft_del_cd")) & F.col(M).between(*months))
         .groupBy(A)
@@ -228,7 +236,7 @@ def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tup
     example = judged.where(differs).orderBy(A).first() if row["bad"] else None  # a second job only on a refusal
     if row["bad"] and example is not None:
         got, want = example["_l"].asDict(), example["_s"].asDict()
-        column = ", ".join(c for c in SUMMARY_COLUMNS if got[c] != want[c])
+        column = ", ".join(c for c in got if got[c] != want[c])
         rule = f"must equal the newest active summary row of its account (month {want[M]})"
         problems.append(Problem("latest_summary", column, rule, int(row["bad"]), (got[A], got[M]), "account"))
     return Report("latest_summary", int(row["n"]), problems)

@@ -29,7 +29,8 @@ def summary_rows_needed(
     summary: DataFrame, records: DataFrame, window: tuple[str, str], months: tuple[str, str]
 ) -> DataFrame:
     """The `summary` rows (any projection with key columns) within `window` that the batch needs."""
-    windows = summary.where(F.col(M).between(*window)).join(late_accounts(records), A, "left_semi")
+    # the late accounts broadcast: a sort-merge semi join would shuffle every row of the window
+    windows = summary.where(F.col(M).between(*window)).join(F.broadcast(late_accounts(records)), A, "left_semi")
     deletes = _forward_only(records).where(F.col("is_deleted")).select(A, M)
     return windows.unionByName(rows_at(summary, deletes, months))
 
@@ -41,15 +42,6 @@ def rows_at(summary: DataFrame, keys: DataFrame, months: tuple[str, str]) -> Dat
     fails on both over an Iceberg scan ("computeStats called before pushdown").
     """
     return summary.where(F.col(M).between(*months)).join(keys.select(A, M), [A, M], "left_semi")
-
-
-def base_keys(patches: DataFrame, records: DataFrame) -> DataFrame:
-    """(account, month) of the rows that late records' own rows take their older history from (`base_mo`).
-
-    Accounts without late records take it from their `latest_summary` row instead.
-    """
-    keys = patches.where(F.col("base_mo").isNotNull()).select(A, F.col("base_mo").alias(M))
-    return keys.join(late_accounts(records), A, "left_semi")
 
 
 def forward_latest(latest: DataFrame, records: DataFrame) -> DataFrame:

@@ -10,10 +10,14 @@ from pyspark.sql import functions as F
 
 from backfill_assets.io_manager import IcebergPartitionIOManager
 from backfill_assets.jobs import range_tags
-from backfill_assets.partitions import HISTORY_WINDOW, MONTHLY
+from backfill_assets.partitions import MONTHLY
 from backfill_assets.resources.spark import SparkIceberg
 
 SCHEMA = "cons_acct_key bigint, rpt_as_of_mo string, value int"
+# an input of months s-35 … s: a range of which some months were never materialised
+HISTORY_WINDOW = dg.TimeWindowPartitionMapping(
+    start_offset=-35, end_offset=0, allow_nonexistent_upstream_partitions=True
+)
 
 
 def make_assets(value: int) -> list[dg.AssetsDefinition]:

@@ -124,6 +124,7 @@ def _sql(lake: Lake, statement: str) -> None:
 
 
 WHERE = "WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2024-04'"
+BASE = "WHERE cons_acct_key = 1 AND rpt_as_of_mo = '2024-03'"  # the late record's own row: its older history
 W, AGREES, LATEST = (
     "summary_backfilled:summary_window_valid",
     "summary_backfilled:latest_summary_agrees",
@@ -136,13 +137,13 @@ SUMMARY_CASES: dict[str, tuple[str, str, list[str]]] = {
         W,
         ["summary: column cons_acct_key, rpt_as_of_mo: key must be unique", "cons_acct_key=1, rpt_as_of_mo='2024-04'"],
     ),
-    "short history array": (
-        f"UPDATE {{summary}} SET balance_am_history = slice(balance_am_history, 1, 35) {WHERE}",
+    "short history array of the base row": (
+        f"UPDATE {{summary}} SET balance_am_history = slice(balance_am_history, 1, 35) {BASE}",
         W,
-        ["summary: column balance_am_history: must hold 36 elements", "cons_acct_key=1, rpt_as_of_mo='2024-04'"],
+        ["summary: column balance_am_history: must hold 36 elements", "cons_acct_key=1, rpt_as_of_mo='2024-03'"],
     ),
-    "grid not the rendering": (
-        f"UPDATE {{summary}} SET payment_history_grid = concat('6', substring(payment_history_grid, 2)) {WHERE}",
+    "grid of the base row not the rendering": (
+        f"UPDATE {{summary}} SET payment_history_grid = concat('6', substring(payment_history_grid, 2)) {BASE}",
         W,
         ["summary: column payment_history_grid: must equal the rendering of payment_rating_cd_history"],
     ),
@@ -179,6 +180,22 @@ def test_bad_summary_window_stops_the_run(restored: Lake, case: str) -> None:
     report = _fails(restored, check.split(":")[1], *expected)
     assert [name for name, e in report.checks.items() if not e.passed] == [check]
     assert all(not name.endswith("rows_valid") for name in report.checks)  # stopped before computing writes
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        "balance_am_history = slice(balance_am_history, 1, 35)",
+        "payment_history_grid = concat('6', substring(payment_history_grid, 2))",
+        "balance_am_history = transform(balance_am_history, x -> 7)",
+    ],
+)
+def test_corrupt_histories_of_a_row_the_run_rewrites_come_out_repaired(restored: Lake, corruption: str) -> None:
+    """The run rebuilds a rewritten row's arrays without reading them (docs/spec.md §4.2): bad ones are replaced."""
+    _sql(restored, f"UPDATE {{summary}} SET {corruption} {WHERE}")
+    report = restored.try_run()
+    assert report.success, report.lines()
+    assert restored.rows("summary")[(1, "2024-04")] == restored.model.summary()[(1, "2024-04")]
 
 
 def test_after_the_refusals_the_next_run_finishes_the_job(lake: Lake) -> None:
