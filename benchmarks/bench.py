@@ -4,9 +4,11 @@
     python -m benchmarks.bench --size medium     # 200,000 accounts × 36 months (opt-in)
 
 One process: generate (or reuse, by size and seed) the workload, time the floor, run the real
-Dagster job (`backfill-assets run` path), check a sample of changed accounts against the reference
-model, and print one table. Ratios are measured in the same process sitting, so machine noise
-affects both sides alike.
+Dagster job (`backfill-assets run` path), check the late accounts (every one up to small, a sample
+at medium) against the reference model, and print one table per workload: the generated batch
+(10 % of the accounts), the same tables with a tenth of it (1 %: cost should follow the batch), and
+the same batch over more months of older history (cost should not follow the table). Ratios are
+measured in the same process sitting, so machine noise affects both sides alike.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from backfill_assets.transforms.verify import verify
 from backfill_assets_tests.reference_model import ReferenceModel, deleted
 
 SIZES = {"tiny": 2_000, "small": 20_000, "medium": 200_000}
+SAMPLES = {"tiny": None, "small": None, "medium": 1_000}  # late accounts checked against the model (None: all)
 END_MONTH = "2026-09"
 T = TypeVar("T")
 
@@ -155,19 +158,38 @@ class Meter:
         )
 
 
-def workload(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, seed: int, older: int) -> None:
-    """Generate once per size, seed and older history; later runs roll the tables back to the generated snapshots."""
+def workload(
+    spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, seed: int, older: int, batch_tenths: int = 10
+) -> None:
+    """Generate once per size, seed and older history; later runs roll the tables back to the generated snapshots.
+
+    `batch_tenths` < 10 keeps the late records of only that many tenths of the late accounts (by a
+    hash of the account): a smaller batch on the very same tables, undone by the next roll-back.
+    """
+    session = spark_resource.session
+    baseline = spark_resource.table("bench_baseline")
+    if not session.catalog.tableExists(baseline):
+        _generate(spark_resource, lakehouse, accounts, seed, older)
+    lakehouse.rollback({r["table"]: r["snapshot_id"] for r in session.table(baseline).collect()})
+    lakehouse.reset_watermark()
+    if batch_tenths < 10:  # the watermark as Spark prints it: read back in the same session time zone
+        files = f"{lakehouse.name(lakehouse.summary_table)}.files"
+        applied = session.sql(f"SELECT string(max(readable_metrics.base_ts.upper_bound)) FROM {files}").first()
+        assert applied is not None and applied[0] is not None
+        session.sql(
+            f"DELETE FROM {lakehouse.name(lakehouse.accounts_table)} WHERE base_ts > TIMESTAMP '{applied[0]}'"
+            f" AND pmod(xxhash64(cons_acct_key), 10) >= {batch_tenths}"
+        )
+
+
+def _generate(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int, seed: int, older: int) -> None:
+    """Generate and write the tables, and keep their snapshots as the baseline every workload starts from."""
     session = spark_resource.session
     baseline = spark_resource.table("bench_baseline")
     tables = [lakehouse.accounts_table, lakehouse.summary_table, lakehouse.latest_table]
-    if session.catalog.tableExists(baseline):
-        lakehouse.rollback({r["table"]: r["snapshot_id"] for r in session.table(baseline).collect()})
-        lakehouse.reset_watermark()
-        return
     print(f"generating {accounts} accounts × 36 months, {older} older months (seed {seed}) …", flush=True)
     data = generate(session, accounts=accounts, months=36, end_month=END_MONTH, seed=seed, older_months=older)
     write(data, lakehouse)
-    lakehouse.reset_watermark()
     rows = [(t, lakehouse.snapshot_id(t)) for t in tables]
     session.createDataFrame(rows, "table string, snapshot_id bigint").writeTo(baseline).createOrReplace()
 
@@ -231,6 +253,7 @@ class Measured:
     steps: dict[str, float]
     checked_accounts: int
     checked_rows: int
+    every_account: bool
     write_mode: str
     verify: Phase | None = None  # `backfill-assets verify` of both tables after the backfill
     verify_broken: int = 0
@@ -246,7 +269,9 @@ class Measured:
         return self.backfill.seconds / self.floor_seconds
 
 
-def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str]) -> Measured:
+def measure(
+    size: str, seed: int, older: int, sample: int | None, conf: dict[str, str], batch_tenths: int = 10
+) -> Measured:
     """Generate or reset the workload, warm up, then time the floor, the backfill and the floor again, and check.
 
     The floor is timed before and after the backfill (both read the summary as it was before it),
@@ -257,7 +282,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
     lakehouse = Lakehouse(spark=spark_resource)
     spark = spark_resource.session
     meter = Meter(spark)
-    workload(spark_resource, lakehouse, SIZES[size], seed, older)
+    workload(spark_resource, lakehouse, SIZES[size], seed, older, batch_tenths)
     lakehouse.ensure_tables()
 
     applied = lakehouse.watermark()
@@ -283,15 +308,10 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
     reports, verify_phase = meter.measure(
         lambda: verify(lakehouse.read(lakehouse.summary_table), lakehouse.read(lakehouse.latest_table))
     )
-    late_accounts = [
-        r[0]
-        for r in spark.table(spark_resource.table("classified_accounts"))
-        .select("cons_acct_key")
-        .distinct()
-        .orderBy(F.hash("cons_acct_key"))
-        .limit(sample)
-        .collect()
-    ]
+    late = spark.table(spark_resource.table("classified_accounts")).select("cons_acct_key").distinct()
+    if sample is not None:
+        late = late.orderBy(F.hash("cons_acct_key")).limit(sample)
+    late_accounts = [r[0] for r in late.collect()]
     return Measured(
         summary_rows=summary_rows,
         late=report.metadata.get("classified_accounts", {}).get("records", 0),
@@ -303,6 +323,7 @@ def measure(size: str, seed: int, older: int, sample: int, conf: dict[str, str])
         steps=step_seconds(instance, report.run_id),
         checked_accounts=len(late_accounts),
         checked_rows=check_sample(spark, lakehouse, late_accounts, applied),
+        every_account=sample is None,
         write_mode=lakehouse.write_mode,
         verify=verify_phase,
         verify_broken=sum(len(r.problems) for r in reports),
@@ -321,6 +342,7 @@ def print_table(title: str, m: Measured) -> None:
         ("seconds (floor: mean)", f"{m.floor_seconds:.1f}", f"{b.seconds:.1f}"),
         ("spark jobs", str(f.jobs), str(b.jobs)),
         ("bytes read incl. cache (MiB)", f"{f.read_bytes / mib:.1f}", f"{b.read_bytes / mib:.1f}"),
+        ("bytes read per changed row", "", f"{b.read_bytes / max(m.changed, 1):,.0f}"),
         ("bytes written (MiB)", f"{f.written_bytes / mib:.1f}", f"{b.written_bytes / mib:.1f}"),
         ("shuffle written (MiB)", f"{f.shuffle_bytes / mib:.1f}", f"{b.shuffle_bytes / mib:.1f}"),
         ("driver heap in use, peak (MiB)", f"{f.jvm_heap_peak / mib:.0f}", f"{b.jvm_heap_peak / mib:.0f}"),
@@ -347,12 +369,15 @@ def print_table(title: str, m: Measured) -> None:
             f" {v.jobs} spark jobs, shuffle {v.shuffle_bytes / mib:.1f} MiB, rules broken {m.verify_broken}"
         )
     if m.compact is not None:
-        c = m.compact
+        k = m.compact
         print(
-            f"compact after the backfill: {c.seconds:.1f} s, ratio to the floor {c.seconds / m.floor_seconds:.2f},"
-            f" {c.jobs} spark jobs, read {c.read_bytes / mib:.1f} MiB, written {c.written_bytes / mib:.1f} MiB"
+            f"compact after the backfill: {k.seconds:.1f} s, ratio to the floor {k.seconds / m.floor_seconds:.2f},"
+            f" {k.jobs} spark jobs, read {k.read_bytes / mib:.1f} MiB, written {k.written_bytes / mib:.1f} MiB"
         )
-    print(f"reference check: {m.checked_accounts} late accounts, {m.checked_rows} summary rows equal the model")
+    print(
+        f"reference check: {m.checked_accounts} late accounts ({'every one' if m.every_account else 'a sample'}),"
+        f" {m.checked_rows} summary rows equal the model"
+    )
 
 
 def median_run(runs: list[Measured]) -> Measured:
@@ -365,12 +390,25 @@ def main(argv: list[str] | None = None) -> None:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     args.add_argument("--size", choices=SIZES, default="small")
     args.add_argument("--seed", type=int, default=7)
-    args.add_argument("--sample", type=int, default=200, help="accounts checked against the reference model")
+    args.add_argument(
+        "--sample",
+        type=int,
+        help="late accounts checked against the reference model (default: every one up to small, 1,000 at medium)",
+    )
     args.add_argument(
         "--older-months",
         type=int,
         default=24,
         help="second workload: the same accounts and batch with this many more months of older history (0: skip)",
+    )
+    args.add_argument(
+        "--small-batch",
+        type=int,
+        default=1,
+        choices=range(10),
+        metavar="TENTHS",
+        help="a workload with this many tenths of the generated batch on the same tables (default 1: 1 %% of the"
+        " accounts against 10 %%; 0: skip)",
     )
     args.add_argument(
         "--repeat",
@@ -390,13 +428,23 @@ def main(argv: list[str] | None = None) -> None:
         args.error("--repeat must be at least 1")
     conf = dict(c.split("=", 1) for c in opts.conf)
     accounts = f"{SIZES[opts.size]:,} accounts"
-    base = median_run([measure(opts.size, opts.seed, 0, opts.sample, conf) for _ in range(opts.repeat)])
-    older = (
-        median_run([measure(opts.size, opts.seed, opts.older_months, opts.sample, conf) for _ in range(opts.repeat)])
-        if opts.older_months
-        else None
-    )
+    sample = opts.sample if opts.sample is not None else SAMPLES[opts.size]
+
+    def measured(older: int, tenths: int = 10) -> Measured:
+        return median_run([measure(opts.size, opts.seed, older, sample, conf, tenths) for _ in range(opts.repeat)])
+
+    base = measured(0)
+    smaller = measured(0, opts.small_batch) if opts.small_batch else None
+    older = measured(opts.older_months) if opts.older_months else None
     print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}", base)
+    if smaller is not None:
+        print_table(f"the same tables with {opts.small_batch} tenth(s) of the batch", smaller)
+        s, b = smaller.backfill, base.backfill
+        print(
+            f"smaller batch: {smaller.late:,} late records against {base.late:,}, backfill {s.seconds:.1f} s against"
+            f" {b.seconds:.1f} s (ratio {s.seconds / b.seconds:.2f}), bytes read per changed row"
+            f" {s.read_bytes / max(smaller.changed, 1):,.0f} against {b.read_bytes / max(base.changed, 1):,.0f}"
+        )
     if older is not None:
         print_table(f"the same batch with {opts.older_months} more months of older history", older)
         print(

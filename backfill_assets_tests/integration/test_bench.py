@@ -48,7 +48,7 @@ def _run(floor_before: float, backfill: float, floor_after: float) -> Measured:
         )
 
     return Measured(
-        0, 0, 0, ("2026-01", "2026-09"), phase(floor_before), phase(floor_after), phase(backfill), {}, 0, 0, ""
+        0, 0, 0, ("2026-01", "2026-09"), phase(floor_before), phase(floor_after), phase(backfill), {}, 0, 0, True, ""
     )
 
 
