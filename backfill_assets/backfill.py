@@ -154,8 +154,9 @@ def _latest_rows_out_of_view(
     return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
 
 
-def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> DataFrame:
-    """The whole old row each account's first record takes its older history from (`base_mo`).
+def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> tuple[DataFrame | None, DataFrame]:
+    """The whole old row each account's first record takes its older history from (`base_mo`):
+    those read from `summary` (None when there are none), and those among the latest_summary rows.
 
     From the latest_summary rows already read where it is one of them (Case II: always), else from
     `summary`, reading only the months where such rows lie.
@@ -165,11 +166,10 @@ def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> Dat
     from_latest = latest_old.join(keys, [A, M], "left_semi")
     wanted = keys.join(latest_old.select(A, M), [A, M], "left_anti").collect()
     if not wanted:
-        return from_latest
+        return None, from_latest
     session = summary.sparkSession
     at = session.createDataFrame(wanted, "cons_acct_key bigint, rpt_as_of_mo string")
-    rows = summary.where(in_months(sorted({k[M] for k in wanted}))).join(at, [A, M], "left_semi")
-    return rows.unionByName(from_latest)
+    return summary.where(in_months(sorted({k[M] for k in wanted}))).join(at, [A, M], "left_semi"), from_latest
 
 
 def _with_bases(read: Report, bases: Report, first: str) -> Report:
@@ -236,16 +236,24 @@ class SummaryBackfill(_Cached):
         latest = lake.read(lake.latest_table, lake.snapshot_id(lake.latest_table))
         latest_old = self._cache(latest.join(self.records.select(A), A, "left_semi"))
         own = self.patches.where(F.col("position") == 0)
-        bases = self._cache(_base_rows(summary, own, latest_old))
+        from_summary, from_latest = _base_rows(summary, own, latest_old)
+        tagged = from_latest.withColumn("_read", F.lit(False))
+        if from_summary is not None:
+            tagged = from_summary.withColumn("_read", F.lit(True)).unionByName(tagged)
+        bases = self._cache(tagged)
         in_range = self._cache(summary_rows_needed(scalars, self.records, self.months, self.months))
         in_view = in_range.unionByName(bases.select(*OLD_COLUMNS))  # a base row in range twice: one row below
         out_of_view = _latest_rows_out_of_view(scalars, in_view, latest_old, self.records, (first, last))
         read = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
         updated = self._cache(rewrite(own, read.unionByName(bases.select(*OLD_COLUMNS)), bases, latest_old))
         self.updated = self._whole(updated, summary)
+        # the base rows read from summary, whole: their arrays are the older history of what is written (those
+        # of latest_summary were judged with it, by classified_accounts' latest_summary_valid)
+        bases_read = bases.where("_read").drop("_read")
+        none_read = Report("summary", 0, [])
         scalars_report, bases_report, agrees = concurrently(
             lambda: check_frame(read, "summary"),
-            lambda: check_frame(bases, "summary"),  # whole: their arrays are the older history of what is written
+            lambda: none_read if from_summary is None else check_frame(bases_read, "summary"),
             lambda: latest_disagreements(_latest_read(self.updated), scalars_read(self.updated), self.window),
         )
         self.read_report = _with_bases(scalars_report, bases_report, first)
