@@ -7,11 +7,11 @@ check that failed; both hold the frames they cache and release them when the `wi
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row
@@ -140,18 +140,24 @@ def _latest_rows_out_of_view(
     deletes every active row it sees of an account), so the cheap question comes first; the rows are
     then read by key from the months they lie in.
     """
-    session = summary.sparkSession
     orphans = accounts_without_active_row(
         window_rows.select(*_KEY).unionByName(latest_old.select(*_KEY)), records
     ).collect()  # one job; `take(1)` would start one per batch of partitions it tries
     if not orphans:
         return None
-    accounts = session.createDataFrame(orphans, "cons_acct_key bigint")
+    accounts = F.broadcast(summary.sparkSession.createDataFrame(orphans, "cons_acct_key bigint"))
     keys = latest_outside(summary.select(*_KEY), accounts, months).collect()
-    if not keys:
-        return None
-    wanted = session.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
-    return summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
+    return _rows_at_keys(summary, keys) if keys else None
+
+
+def _rows_at_keys(summary: DataFrame, keys: Sequence[tuple[Any, ...]]) -> DataFrame:
+    """The `summary` rows at (account, month) keys the driver holds, read from the months they lie in only.
+
+    The keys are broadcast: a frame made from Python rows has no size Spark knows, so a plain join
+    would shuffle every row of those months (at medium: a gigabyte for a handful of keys).
+    """
+    wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
+    return summary.where(in_months(sorted({k[1] for k in keys}))).join(F.broadcast(wanted), [A, M], "left_semi")
 
 
 def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> tuple[DataFrame | None, DataFrame]:
@@ -165,11 +171,7 @@ def _base_rows(summary: DataFrame, own: DataFrame, latest_old: DataFrame) -> tup
     keys = first.select(A, F.col("_f.base_mo").alias(M)).where(F.col(M).isNotNull())
     from_latest = latest_old.join(keys, [A, M], "left_semi")
     wanted = keys.join(latest_old.select(A, M), [A, M], "left_anti").collect()
-    if not wanted:
-        return None, from_latest
-    session = summary.sparkSession
-    at = session.createDataFrame(wanted, "cons_acct_key bigint, rpt_as_of_mo string")
-    return summary.where(in_months(sorted({k[M] for k in wanted}))).join(at, [A, M], "left_semi"), from_latest
+    return (_rows_at_keys(summary, wanted) if wanted else None), from_latest
 
 
 def _with_bases(read: Report, bases: Report, first: str) -> Report:
@@ -264,9 +266,7 @@ class SummaryBackfill(_Cached):
         keys = updated.where(F.col("latest_changed") & ~F.col("complete")).select(A, F.col("mo").alias(M)).collect()
         if not keys:
             return updated
-        wanted = summary.sparkSession.createDataFrame(keys, "cons_acct_key bigint, rpt_as_of_mo string")
-        rows = summary.where(in_months(sorted({k[M] for k in keys}))).join(wanted, [A, M], "left_semi")
-        whole = rows.select(A, F.col(M).alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("_whole"))
+        whole = _rows_at_keys(summary, keys).select(A, F.col(M).alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("_whole"))
         completed = updated.join(whole, [A, "mo"], "left").withColumn("row", F.coalesce("_whole", "row"))
         return self._cache(completed.drop("_whole"))
 
@@ -313,18 +313,18 @@ class SummaryBackfill(_Cached):
         return publish_run(self.lakehouse, run_id, Published(self.heads, self.applied_through))
 
     def first_changes(self, n: int = 5) -> list[RowChange]:
-        """The first `n` summary rows the run changed (by key), old → new: what the UI shows of a run.
+        """The first `n` summary rows the run changed (by month, then account), old → new: what the UI shows.
 
         The run holds the new rows; the old ones of the first few written keys are read by key (the
-        run read most rows without their histories), from the snapshot the run started from.
+        run read most rows without their histories), from the snapshot the run started from: by
+        month first, so that they lie in one or two months and the read is of those partitions only.
         """
-        written = self.updated.where("written").orderBy(A, "mo").select("row").limit(4 * n).collect()
+        written = self.updated.where("written").orderBy("mo", A).select("row").limit(4 * n).collect()
         if not written:
             return []
         new = {(r[A], r[M]): r.asDict(recursive=True) for r in (w["row"] for w in written)}
-        wanted = self.summary.sparkSession.createDataFrame(list(new), "cons_acct_key bigint, rpt_as_of_mo string")
-        rows = self.summary.where(in_months(sorted({m for _, m in new}))).join(wanted, [A, M], "left_semi")
-        old = {(r[A], r[M]): r.asDict(recursive=True) for r in rows.select(*SUMMARY_COLUMNS).collect()}
+        rows = _rows_at_keys(self.summary, list(new)).select(*SUMMARY_COLUMNS).collect()
+        old = {(r[A], r[M]): r.asDict(recursive=True) for r in rows}
         changed = [k for k in new if old.get(k) != new[k]][:n]
         return [row_change("summary", (A, M), old.get(k), new[k]) for k in changed]
 

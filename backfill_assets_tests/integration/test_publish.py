@@ -114,9 +114,9 @@ def test_a_reader_sees_main_move_only_at_publish_and_consistent_pairs_at_the_tag
             lake.assert_matches_model(tag=tag)
         finally:
             lake.model = current
-    # the UI shows the first rows (by key) that changed between the two tags, old → new
+    # the UI shows the first rows (by month, then account) that changed between the two tags, old → new
     old, new = (lake.rows("summary", f"run-{r}") for r in (FIRST["run_id"], run_id))
-    changed = sorted(k for k in new if old.get(k) != new[k])
+    changed = sorted((k for k in new if old.get(k) != new[k]), key=lambda k: (k[1], k[0]))
     shown = [tuple(line.split(" | ")[:2]) for line in metadata["first_changed_rows"].splitlines()[2:]]
     assert changed and shown == [(f"| {a}", m) for a, m in changed[:5]]
 
