@@ -128,10 +128,11 @@ def classified_accounts(
 def _classified_metadata(batch: Batch, rejected: dict[str, int], started: float) -> dict[str, Any]:
     """Records per case and per month and case, rejects per rule."""
     counts = batch.counts()
-    by_case = {c: sum(r["count"] for r in counts if r["case_type"] == c) for c in CASES}
+    by_case = {c: sum(counts.get(c, {}).values()) for c in CASES}
     by_month: dict[str, dict[str, int]] = {}
-    for r in counts:
-        by_month.setdefault(r["rpt_as_of_mo"], {})[r["case_type"]] = r["count"]
+    for case, months in counts.items():
+        for month, n in months.items():
+            by_month.setdefault(month, {})[case] = n
     return {
         "watermark": str(batch.watermark),
         "records": sum(by_case.values()),

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, Row
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.models import rejections
@@ -118,16 +118,18 @@ class Batch(_Cached):
     def classify(self) -> Report:
         """One winner per account and month, in summary values, with its case (kept: it is the output)."""
         self.classified = classify(winners(self.records), self.latest_rows).persist(StorageLevel.MEMORY_AND_DISK)
-        return check_frame(self.classified, "classified_accounts")
+        cases = {c: F.col("case_type") == c for c in CASES}
+        self.classified_report = check_frame(self.classified, "classified_accounts", tallies=cases)
+        return self.classified_report
 
     def record_rejects(self, run_id: str) -> None:
         """Append the rejected records to the rejects table (under the run lock: rolled back on failure)."""
         if self.report.rejected:
             self.lakehouse.record_rejects(rejects(self.batch, run_id, ACCOUNTS_ALL.fieldNames()))
 
-    def counts(self) -> list[Row]:
-        """Records per month and case."""
-        return self.classified.groupBy(M, "case_type").count().collect()
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Records per case and month, as the check of the classified records counted them (no Spark job)."""
+        return self.classified_report.tallies
 
 
 def _latest_rows_out_of_view(

@@ -70,6 +70,7 @@ class Report:
     problems: list[Problem]
     pandera_errors: dict[str, Any] = field(default_factory=dict)
     rows_by_month: dict[str, int] = field(default_factory=dict)
+    tallies: dict[str, dict[str, int]] = field(default_factory=dict)  # rows per month of each `check_frame` tally
 
     @property
     def errors(self) -> list[Problem]:
@@ -134,15 +135,21 @@ def _aggregate(frame: DataFrame, table: str, flags: list[Column], examples: set[
     return sorted(per_row.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
 
 
-def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, int], list[Problem]]:
-    """Rows per month and every rule counted per month, in ONE job when every rule holds.
+def _count(
+    frame: DataFrame, table: str, rules: list[Rule], tallies: dict[str, Column]
+) -> tuple[dict[str, int], list[Problem], dict[str, dict[str, int]]]:
+    """Rows per month, every rule and every tally counted per month, in ONE job when every rule holds.
 
     Only when some rule (or the unique key) is broken does a second job find the smallest and
     greatest offending keys of those rules: example keys are struct minima, which Spark aggregates
     by sorting, so a clean check, the common case, does not pay for them.
     """
-    flags = [F.coalesce(r.violated, F.lit(False)) for r in rules]
+    flags = [F.coalesce(c, F.lit(False)) for c in [*(r.violated for r in rules), *tallies.values()]]
     months = _aggregate(frame, table, flags, None)
+    counted = {
+        name: {m["_m"] or "NULL": int(m[f"c{i}"]) for m in months if m[f"c{i}"]}
+        for i, name in enumerate(tallies, start=len(rules))
+    }
     broken = {i for i in range(len(rules)) if any(m[f"c{i}"] for m in months)}
     if broken or any(m["dup"] for m in months):
         months = _aggregate(frame, table, flags, broken)
@@ -161,7 +168,7 @@ def _count(frame: DataFrame, table: str, rules: list[Rule]) -> tuple[dict[str, i
         total = sum(n for _, n in by_month)
         example = examples[0] if examples else None
         problems.append(Problem(table, column, rule, total, example, unit, severity, by_month, examples, reject))
-    return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems
+    return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems, counted
 
 
 def _pandera(frame: DataFrame, table: str, depth: PanderaDepth) -> dict[str, Any]:
@@ -187,9 +194,15 @@ def _pandera_problems(table: str, errors: dict[str, Any]) -> list[Problem]:
 
 
 def check_frame(
-    frame: DataFrame, table: str, bounds: Bounds | None = None, depth: PanderaDepth = "SCHEMA_ONLY"
+    frame: DataFrame,
+    table: str,
+    bounds: Bounds | None = None,
+    depth: PanderaDepth = "SCHEMA_ONLY",
+    tallies: dict[str, Column] | None = None,
 ) -> Report:
     """Check `frame` as content of `table` (a `models.MODELS` name): pandera's model, then the row rules.
+
+    `tallies`: conditions whose rows the same job counts per month (`Report.tallies`), for metadata.
 
     A structural error (a column missing or of another type) stops there: the row rules need the columns.
     Summary rows without their histories (what a run reads of the rows it rewrites) are checked by
@@ -199,9 +212,9 @@ def check_frame(
     errors = _pandera(frame, model, depth)
     if "SCHEMA" in errors:
         return Report(table, 0, _named(_pandera_problems(model, errors), table), errors)
-    by_month, problems = _count(frame, model, row_rules(model, bounds))
+    by_month, problems, counted = _count(frame, model, row_rules(model, bounds), tallies or {})
     found = _named(problems + _pandera_problems(model, errors), table)
-    return Report(table, sum(by_month.values()), found, errors, by_month)
+    return Report(table, sum(by_month.values()), found, errors, by_month, counted)
 
 
 def _named(problems: list[Problem], table: str) -> list[Problem]:

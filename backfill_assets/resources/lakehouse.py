@@ -183,19 +183,20 @@ class Lakehouse(dg.ConfigurableResource):
         return list(self._by_snapshots(question, (self.accounts_table,), lambda: self._pending_loads(watermark)))
 
     def _pending_loads(self, watermark: dt.datetime | None) -> tuple[PendingLoad, ...]:
+        """One scan of the files metadata table, grouped here: a table has a few files per month, and a
+        `groupBy().orderBy()` in Spark cost four jobs."""
         files = self.spark.session.table(f"{self.name(self.accounts_table)}.files")
         metrics = F.col("readable_metrics.base_ts")
         if watermark is not None:  # a file with NULL base_ts holds records no run can apply: pending, to be rejected
             files = files.where((metrics["upper_bound"] > F.lit(watermark)) | (metrics["null_value_count"] > 0))
         # records without a month are pending under 'NULL', a month that is no partition: a run still rejects them
         month = F.coalesce(F.col("partition.rpt_as_of_mo"), F.lit("NULL"))
-        rows = (
-            files.groupBy(month.alias("m"))
-            .agg(F.count("*").alias("files"), F.sum("record_count").alias("records"), F.max(metrics["upper_bound"]))
-            .orderBy("m")
-            .collect()
-        )
-        return tuple(PendingLoad(r[0], int(r[1]), int(r[2]), r[3]) for r in rows)
+        loads: dict[str, PendingLoad] = {}
+        for m, records, upper in files.select(month, "record_count", metrics["upper_bound"]).collect():
+            load = loads.get(m, PendingLoad(m, 0, 0, None))
+            newest = max((t for t in (load.max_base_ts, upper) if t is not None), default=None)
+            loads[m] = PendingLoad(m, load.files + 1, load.records + int(records), newest)
+        return tuple(loads[m] for m in sorted(loads))
 
     def record_rejects(self, rows: DataFrame) -> None:
         """Append a run's rejected records (`transforms.rejects.rejects`) in one commit.

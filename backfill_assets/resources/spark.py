@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -157,12 +158,12 @@ def latest_snapshot(spark: SparkIceberg, table: str) -> dict[str, Any] | None:
     Current is what the `main` branch points at: after a rollback that is not the newest snapshot.
     A run asks this a dozen times; as a `refs JOIN snapshots` query each ask cost Spark jobs.
     """
-    return _described(iceberg_table(spark, table).currentSnapshot())
+    return _described(spark, iceberg_table(spark, table).currentSnapshot())
 
 
 def snapshot_by_id(spark: SparkIceberg, table: str, snapshot_id: int) -> dict[str, Any] | None:
     """One snapshot of the table (id and summary counters), None when the table has no such snapshot (expired)."""
-    return _described(iceberg_table(spark, table).snapshot(snapshot_id))
+    return _described(spark, iceberg_table(spark, table).snapshot(snapshot_id))
 
 
 def ref_snapshot(spark: SparkIceberg, table: str, ref: str) -> int | None:
@@ -176,7 +177,11 @@ def iceberg_table(spark: SparkIceberg, table: str) -> Any:
     return session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)
 
 
-def _described(snapshot: Any) -> dict[str, Any] | None:
+def _described(spark: SparkIceberg, snapshot: Any) -> dict[str, Any] | None:
+    """Id and summary counters of a snapshot, from its JSON: one call into the JVM where reading the
+    summary map entry by entry cost a hundred (a run describes snapshots dozens of times)."""
     if snapshot is None:
         return None
-    return {"snapshot_id": int(snapshot.snapshotId()), **dict(snapshot.summary())}
+    jvm: Any = spark.session._jvm
+    described = json.loads(jvm.org.apache.iceberg.SnapshotParser.toJson(snapshot))
+    return {"snapshot_id": int(described["snapshot-id"]), **described.get("summary", {})}
