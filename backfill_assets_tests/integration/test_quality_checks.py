@@ -1,11 +1,9 @@
-"""Data-quality asset checks: a bad source record is rejected with a warning naming table, column,
-rule and an example key, and the run goes on (docs/spec.md §7; more in test_rejects.py); a corrupt stored
-table stops the run and leaves summary and latest_summary on their snapshots; good data passes every
-check."""
+"""Data-quality asset checks: a corrupt stored table stops the run and leaves summary and latest_summary
+on their snapshots; corrupt histories of rows the run rewrites come out repaired; good data passes every
+check. Bad source records are rejected with a warning and the run goes on: test_rejects.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -65,70 +63,6 @@ def test_good_data_passes_every_check(lake: Lake) -> None:
     assert rows_read["source_records_valid"] == 18  # every record, nothing else
     written = report.metadata["summary_backfilled"]["summary_rows_written"]
     assert rows_read["summary_rows_valid"] == written == 18  # what was committed was checked first
-
-
-# (account, month, values) of a bad record (made at test time, base_ts later than the history); the column, the rule
-# and the key the check must name for it
-SOURCE_CASES: dict[str, tuple[tuple[int, str, dict[str, Any]], tuple[str, str, str]]] = {
-    "null key": ((1, "2024-05", {"cons_acct_key": None}), ("cons_acct_key", "must not be NULL", "(None, 2024-05)")),
-    "month 13": ((2, "2024-13", {}), ("rpt_as_of_mo", "must be a month 'YYYY-MM' with month 01-12", "(2, 2024-13)")),
-    "month without dash": ((3, "202401", {}), ("rpt_as_of_mo", "must be a month 'YYYY-MM'", "(3, 202401)")),
-    "month before the partitions": (
-        (3, "2014-12", {}),
-        ("rpt_as_of_mo", "must not be before the first partition 2015-01", "(3, 2014-12)"),
-    ),
-    "month after its base_ts": (
-        (1, "2026-07", {}),  # base_ts in 2026-06 (fixtures.T0)
-        ("rpt_as_of_mo", "must not be after the month of its base_ts", "(1, 2026-07)"),
-    ),
-    "null base_ts": ((2, "2024-02", {"base_ts": None}), ("base_ts", "must not be NULL", "(2, 2024-02)")),
-    "future base_ts": ((3, "2024-04", {"base_ts": "future"}), ("base_ts", "must not be after", "(3, 2024-04)")),
-}
-
-
-@pytest.fixture(scope="module")
-def bad_batch(lake: Lake) -> RunReport:
-    """One run of the waiting record with one bad record per case beside it; its effects rolled back at once.
-
-    One run for all cases (a run per case cost a run each): each case is a rule of its own or a key of its own.
-    """
-    before = {t: lake.snapshot(t) for t in TABLES}
-    bad = []
-    for (account, month, values), _ in SOURCE_CASES.values():
-        row = record(account, month)
-        row.update(values)
-        if values.get("base_ts") == "future":
-            row["base_ts"] = dt.datetime.now(dt.UTC).replace(tzinfo=None) + dt.timedelta(days=2)
-        bad.append(row)
-    lake.deliver(bad, to_model=False)
-    report = lake.try_run()
-    lake.lakehouse.rollback(before)
-    return report
-
-
-def _table_rows(markdown: str) -> list[list[str]]:
-    """The body rows of a markdown table (`checks.md_table`), cell by cell."""
-    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
-
-
-def test_bad_source_records_are_rejected_with_a_warning_and_the_rest_is_applied(bad_batch: RunReport) -> None:
-    assert bad_batch.success, bad_batch.lines()
-    check = bad_batch.checks["classified_accounts:source_records_valid"]
-    assert not check.passed and check.severity.value == "WARN"
-    assert check.metadata["rejected_records"].value == len(SOURCE_CASES)
-    assert check.metadata["failing_rows"].value >= len(SOURCE_CASES)
-    assert "failing_rows_by_month" in check.metadata
-    assert "accounts_all: column " in (check.description or "") and "e.g. cons_acct_key=" in (check.description or "")
-    assert bad_batch.metadata["summary_backfilled"]["summary_rows_written"] == 4  # the waiting record, applied
-
-
-@pytest.mark.parametrize("case", SOURCE_CASES)
-def test_each_bad_source_record_is_named_with_its_column_rule_and_key(bad_batch: RunReport, case: str) -> None:
-    column, rule, key = SOURCE_CASES[case][1]
-    check = bad_batch.checks["classified_accounts:source_records_valid"]
-    rows = _table_rows(check.metadata["problems"].value)  # severity, table, column, rule, rows, months, keys
-    named = [r for r in rows if r[:3] == ["WARN", "accounts_all", column] and rule in r[3] and key in r[6]]
-    assert named, rows
 
 
 def _sql(lake: Lake, statement: str) -> None:

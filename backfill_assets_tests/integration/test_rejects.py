@@ -148,12 +148,20 @@ def first_bad_batch() -> list[dict[str, Any]]:
     ]
 
 
-def test_each_rejected_record_is_kept_once_with_its_rule_and_the_rest_is_applied(lake: Lake) -> None:
+@pytest.fixture(scope="module")
+def first_bad_run(lake: Lake) -> tuple[list[dict[str, Any]], RunReport]:
+    """Valid records and one bad record per rule (one twice), in one run: the batch and the run's report."""
     lake.deliver([record(1, "2024-04"), record(2, "2024-02", acct_bal_am=7), record(3, "2024-03")])
     batch = first_bad_batch()
     lake.deliver(batch, to_model=False)
     lake.deliver([batch[6]], to_model=False)  # an identical copy of a bad record is the same record
-    report = lake.run()
+    return batch, lake.run()
+
+
+def test_each_rejected_record_is_kept_once_with_its_rule_and_the_rest_is_applied(
+    lake: Lake, first_bad_run: tuple[list[dict[str, Any]], RunReport]
+) -> None:
+    batch, report = first_bad_run
     lake.assert_matches_model()  # every valid record applied, none of the bad ones
 
     kept = rejects(lake, report.run_id)
@@ -173,6 +181,37 @@ def test_each_rejected_record_is_kept_once_with_its_rule_and_the_rest_is_applied
     assert line.startswith("rejected records: 9 (bad_month 3, future_base_ts 1, month_after_delivery 1,")
     assert f"backfill-assets rejects --run {report.run_id}" in line
     assert any(line.startswith(f"  WARN {SOURCE_CHECK}: accounts_all: column ") for line in report.lines())
+
+
+# a bad record of the first batch -> the column, the rule and the example key the check names for it
+NAMED = {
+    "null key": ("cons_acct_key", "must not be NULL", "(None, 2024-02)"),
+    "month 13": ("rpt_as_of_mo", "must be a month 'YYYY-MM' with month 01-12", "(11, 2024-13)"),
+    "month without dash": ("rpt_as_of_mo", "must be a month 'YYYY-MM'", "(12, 202402)"),
+    "null month": ("rpt_as_of_mo", "must not be NULL", "(13, None)"),
+    "month before the partitions": ("rpt_as_of_mo", "must not be before the first partition 2015-01", "(14, 2014-06)"),
+    "month after its base_ts": ("rpt_as_of_mo", "must not be after the month of its base_ts", "(15, 2026-09)"),
+    "null base_ts": ("base_ts", "must not be NULL", "(16, 2024-02)"),
+    "future base_ts": ("base_ts", "must not be after", "(17, 2024-03)"),
+}
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    """The body rows of a markdown table (`checks.md_table`), cell by cell."""
+    return [[c.strip() for c in line.strip("|").split("|")] for line in markdown.splitlines()[2:]]
+
+
+@pytest.mark.parametrize("case", NAMED)
+def test_the_warning_names_each_bad_record_with_its_column_rule_and_key(
+    first_bad_run: tuple[list[dict[str, Any]], RunReport], case: str
+) -> None:
+    column, rule, key = NAMED[case]
+    check = first_bad_run[1].checks[SOURCE_CHECK]
+    rows = _table_rows(check.metadata["problems"].value)  # severity, table, column, rule, rows, months, keys
+    named = [r for r in rows if r[:3] == ["WARN", "accounts_all", column] and rule in r[3] and key in r[6]]
+    assert named, rows
+    description = check.description or ""
+    assert description.startswith("accounts_all: column ") and "e.g. cons_acct_key=" in description
 
 
 def test_a_second_run_reports_nothing_new(lake: Lake) -> None:
