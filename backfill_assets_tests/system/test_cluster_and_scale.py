@@ -40,9 +40,9 @@ def generated_lake(spark: SparkSession, spark_resource: SparkIceberg, accounts: 
 
 def test_a_batch_ten_times_the_usual_size_is_exact(spark: SparkSession, spark_resource: SparkIceberg) -> None:
     """Every account late (the usual batch is 10 % of them), on the test session's 2 GB driver."""
-    lake = generated_lake(spark, spark_resource, accounts=1500, late_fraction=1.0)
+    lake = generated_lake(spark, spark_resource, accounts=800, late_fraction=1.0)
     report = lake.run()
-    assert report.metadata["classified_accounts"]["case_III"] > 1500
+    assert report.metadata["classified_accounts"]["case_III"] > 800
     lake.assert_matches_model()
 
 
