@@ -10,13 +10,15 @@ from pyspark.sql import SparkSession
 from benchmarks.bench import HeapSampler, Measured, Phase, median_run
 
 MIB = 1024 * 1024
+CHUNK = 256 * 1024  # under half a G1 region: an ordinary object, not a humongous one needing contiguous free regions
 
 
 def _phase(spark: SparkSession, heap: HeapSampler, hold_mib: int, garbage_mib: int) -> tuple[int, int]:
     """Heap in use and heap after GC, peaks of a phase that holds one array and drops others, then collects."""
     jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
     with heap.sampling() as peaks:
-        held = jvm.java.nio.ByteBuffer.allocate(hold_mib * MIB) if hold_mib else None  # a byte[] on the heap
+        # byte[]s on the heap, kept alive by their py4j proxies; one 300 MiB array failed in CI on a fragmented heap
+        held = [jvm.java.nio.ByteBuffer.allocate(CHUNK) for _ in range(hold_mib * MIB // CHUNK)]
         if garbage_mib:  # a string per row, each dropped at once (local mode: the tasks run in the driver JVM)
             spark.range(garbage_mib * 10_000).selectExpr("sum(length(repeat(string(id), 20)))").collect()
         heap.collect()
