@@ -15,12 +15,12 @@ from pyspark.sql import functions as F
 
 from backfill_assets.backfill import Batch, SummaryBackfill
 from backfill_assets.checks import gate, md_table, result, spec
-from backfill_assets.contracts.tables import CASES, CLASSIFIED, JOINED, PATCHES, ddl
+from backfill_assets.contracts.tables import CASES
 from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
 from backfill_assets.operations.diff import column_changes
 from backfill_assets.partitions import MONTHLY
-from backfill_assets.planning import REACH, selection_problem
+from backfill_assets.planning import selection_problem
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.publish import Commit, branch, tag
@@ -40,15 +40,16 @@ accounts_all = dg.AssetSpec(
 )
 
 
-def _spark_asset(schema: str | None, **kwargs: Any) -> Any:
-    """Shared shape of the graph's assets: monthly, one run for a whole range, stored in Iceberg."""
+def _spark_asset(contract: str | None, **kwargs: Any) -> Any:
+    """Shared shape of the graph's assets: monthly, one run for a whole range, stored in Iceberg
+    (`contract`: the table of the layout whose columns the IO manager gives the stored asset)."""
     return dg.asset(
         partitions_def=MONTHLY,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="spark_io",
         group_name="backfill",
         kinds={"spark", "iceberg"},
-        metadata={"spark_schema": schema} if schema else None,
+        metadata={"contract": contract} if contract else None,
         **kwargs,
     )
 
@@ -84,7 +85,7 @@ def _output_check(asset: str) -> dg.AssetCheckSpec:
 
 
 @_spark_asset(
-    ddl(CLASSIFIED),
+    "classified_accounts",
     deps=[accounts_all],
     check_specs=[
         spec(
@@ -117,7 +118,7 @@ def classified_accounts(
             yield from gate(result(SOURCE_CHECK, "classified_accounts", [structure]))
         source = batch.source()
         yield from gate(result(SOURCE_CHECK, "classified_accounts", [source], _rejected_metadata(source.rejected)))
-        if problem := selection_problem(batch.pending(), keys, last or keys[-1]):
+        if problem := selection_problem(batch.pending(), keys, last or keys[-1], batch.layout.reach):
             raise dg.Failure(problem)
         yield from gate(result(LATEST_CHECK, "classified_accounts", [batch.latest()]))
         yield from gate(result(OUTPUT_CHECK, "classified_accounts", [batch.classify()]))
@@ -149,31 +150,33 @@ def _rejected_metadata(rejected: dict[str, int]) -> dict[str, Any]:
     return {"rejected_records": sum(rejected.values()), "rejected_by_rule": dg.MetadataValue.json(rejected)}
 
 
-@_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("case3_backfill")])
-def case3_backfill(classified_accounts: DataFrame) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
+@_spark_asset("classified_accounts", check_specs=[_output_check("case3_backfill")])
+def case3_backfill(
+    lakehouse: Lakehouse, classified_accounts: DataFrame
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Case III: records of known accounts at or before their latest month (late, corrections, deletions)."""
     out = classified_accounts.where(F.col("case_type") == "III")
-    yield from _with_structure(out, "case3_backfill", "classified_accounts")
+    yield from _with_structure(lakehouse, out, "case3_backfill", "classified_accounts")
 
 
-@_spark_asset(ddl(CLASSIFIED), check_specs=[_output_check("new_and_forward_accounts")])
+@_spark_asset("classified_accounts", check_specs=[_output_check("new_and_forward_accounts")])
 def new_and_forward_accounts(
-    classified_accounts: DataFrame,
+    lakehouse: Lakehouse, classified_accounts: DataFrame
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Cases I, II and IV: new accounts, bulk history loads and months after an account's latest."""
     out = classified_accounts.where(F.col("case_type") != "III")
-    yield from _with_structure(out, "new_and_forward_accounts", "classified_accounts")
+    yield from _with_structure(lakehouse, out, "new_and_forward_accounts", "classified_accounts")
 
 
 def _with_structure(
-    df: DataFrame, asset: str, model: str, metadata: dict[str, Any] | None = None
+    lakehouse: Lakehouse, df: DataFrame, asset: str, model: str, metadata: dict[str, Any] | None = None
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """The output, after its columns and types are checked against its model (no Spark job)."""
-    yield from gate(result(OUTPUT_CHECK, asset, [check_structure(df, model)]))
+    yield from gate(result(OUTPUT_CHECK, asset, [check_structure(df, model, lakehouse.layout)]))
     yield dg.Output(df, metadata=metadata)
 
 
-@_spark_asset(ddl(JOINED), check_specs=[_output_check("joined_windows")])
+@_spark_asset("joined_windows", check_specs=[_output_check("joined_windows")])
 def joined_windows(
     context: AssetExecutionContext,
     lakehouse: Lakehouse,
@@ -183,32 +186,35 @@ def joined_windows(
 ) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """Each record with the summary rows it reaches: its own, its later rows, and the row it inherits from.
 
-    Reads only key and delete flag: of `summary` 35 months either side for accounts with late records,
+    Reads only key and delete flag: of `summary` N − 1 months either side for accounts with late records,
     of `latest_summary` for the others (`transforms.reach`).
     """
     first, last = context.partition_key_range.start, context.partition_key_range.end
     records = options.unapplied(case3_backfill.unionByName(new_and_forward_accounts), options.watermark(lakehouse))
-    key = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"]
+    key, reach = ["cons_acct_key", "rpt_as_of_mo", "soft_del_cd"], lakehouse.layout.reach
     summary_keys = summary_rows_needed(
         lakehouse.read(lakehouse.summary_table).select(*key),
         records,
-        (add_months(first, -REACH), add_months(last, REACH)),
+        (add_months(first, -reach), add_months(last, reach)),
         (first, last),
     ).unionByName(forward_latest(lakehouse.read(lakehouse.latest_table).select(*key), records))
-    joined = join_windows(records, summary_keys).persist(StorageLevel.MEMORY_AND_DISK)
+    joined = join_windows(records, summary_keys, reach).persist(StorageLevel.MEMORY_AND_DISK)
     counts = joined.groupBy("case_type").agg(F.count("*").alias("n"), F.sum(F.size("target_mos")).alias("later"))
     by_case = {r["case_type"]: r for r in counts.collect()}
     metadata = {
         **{f"case_{c}": by_case[c]["n"] if c in by_case else 0 for c in CASES},
         "later_rows_reached": sum(int(r["later"] or 0) for r in by_case.values()),
     }
-    yield from _with_structure(joined, "joined_windows", "joined_windows", metadata)
+    yield from _with_structure(lakehouse, joined, "joined_windows", "joined_windows", metadata)
 
 
-@_spark_asset(ddl(PATCHES), check_specs=[_output_check("updated_histories")])
-def updated_histories(joined_windows: DataFrame) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
+@_spark_asset("updated_histories", check_specs=[_output_check("updated_histories")])
+def updated_histories(
+    lakehouse: Lakehouse, joined_windows: DataFrame
+) -> Iterator[dg.Output[DataFrame] | dg.AssetCheckResult]:
     """What each month's records decide: one patch per summary row reached, at that month's position."""
-    yield from _with_structure(history_patches(joined_windows), "updated_histories", "updated_histories")
+    patches = history_patches(joined_windows, lakehouse.layout)
+    yield from _with_structure(lakehouse, patches, "updated_histories", "updated_histories")
 
 
 WINDOW_CHECK = "summary_window_valid"
@@ -216,7 +222,7 @@ AGREES_CHECK = "latest_summary_agrees"
 ROWS_CHECK = "summary_rows_valid"
 LATEST_ROWS_CHECK = "latest_rows_valid"
 ASSET = "summary_backfilled"
-_SUMMARY_RULES = "keys and months, one row per key, 36-position histories, grid = rendering, rating, no sentinels"
+_SUMMARY_RULES = "keys and months, one row per key, N-position histories, grid = rendering, rating, no sentinels"
 
 
 @_spark_asset(

@@ -18,10 +18,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.models import rejections
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, CASES, SUMMARY_COLUMNS
-from backfill_assets.contracts.validation import Problem, Report, check_frame, check_structure, latest_disagreements
+from backfill_assets.contracts.tables import CASES
+from backfill_assets.contracts.validation import (
+    Problem,
+    Report,
+    check_frame,
+    check_structure,
+    column_mismatches,
+    latest_disagreements,
+)
 from backfill_assets.operations.diff import RowChange, row_change
-from backfill_assets.planning import REACH
 from backfill_assets.resources import publish
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.options import BackfillOptions
@@ -34,8 +40,8 @@ from backfill_assets.transforms.months import add_months, in_months
 from backfill_assets.transforms.reach import summary_rows_needed
 from backfill_assets.transforms.rejects import accepted, rejects, tag, unseen
 from backfill_assets.transforms.rewrite import (
-    OLD_COLUMNS,
     changed_latest_rows,
+    old_columns,
     rewrite,
     scalars_after,
     scalars_read,
@@ -82,14 +88,22 @@ class Batch(_Cached):
     def __init__(self, lakehouse: Lakehouse, options: BackfillOptions, quality: DataQuality, keys: list[str]) -> None:
         super().__init__()
         self.lakehouse, self.options, self.quality, self.keys = lakehouse, options, quality, keys
+        self.layout = lakehouse.layout
         self.watermark = options.watermark(lakehouse)
         self.unapplied = options.unapplied(
             lakehouse.read(lakehouse.accounts_table), self.watermark, with_null_base_ts=True
         )
 
     def structure(self) -> Report:
-        """Columns and types of accounts_all (the rules need every column): no Spark job."""
-        return check_structure(self.unapplied, "accounts_all")
+        """Columns and types of accounts_all (the rules need every column), and the columns of the stored
+        summary and latest_summary against the layout (docs/spec.md §8): no Spark job."""
+        lake, report = self.lakehouse, check_structure(self.unapplied, "accounts_all", self.layout)
+        stored = [
+            (t, lake.read(name).schema)
+            for t, name in (("summary", lake.summary_table), ("latest_summary", lake.latest_table))
+        ]
+        mismatches = [p for t, schema in stored for p in column_mismatches(t, schema, self.layout.summary)]
+        return replace(report, problems=[*report.problems, *mismatches])
 
     def source(self) -> Report:
         """The source rules counted over the new records, each tagged with the first rule it breaks.
@@ -100,9 +114,10 @@ class Batch(_Cached):
         session = self.lakehouse.spark.session
         tasks = int(session.conf.get("spark.sql.shuffle.partitions") or 1)
         bounds = self.quality.bounds()
-        tagged = tag(self.unapplied.coalesce(tasks), rejections(bounds), ACCOUNTS_ALL.fieldNames())
+        source_columns = self.layout.accounts_all.fieldNames()
+        tagged = tag(self.unapplied.coalesce(tasks), rejections(bounds), source_columns)
         self.batch = self._cache(unseen(tagged, self.lakehouse.read(self.lakehouse.rejects_table)))
-        self.report = self.quality.judge_rejects(check_frame(self.batch, "accounts_all", bounds))
+        self.report = self.quality.judge_rejects(check_frame(self.batch, "accounts_all", self.layout, bounds))
         return self.report
 
     def pending(self) -> list[str]:
@@ -113,19 +128,20 @@ class Batch(_Cached):
         self.records = accepted(self.batch).where(in_months(self.keys))
         latest = self.lakehouse.read(self.lakehouse.latest_table).join(self.records.select(A), A, "left_semi")
         self.latest_rows = self._cache(latest)
-        return check_frame(self.latest_rows, "latest_summary")
+        return check_frame(self.latest_rows, "latest_summary", self.layout)
 
     def classify(self) -> Report:
         """One winner per account and month, in summary values, with its case (kept: it is the output)."""
-        self.classified = classify(winners(self.records), self.latest_rows).persist(StorageLevel.MEMORY_AND_DISK)
+        classified = classify(winners(self.records), self.latest_rows, self.layout)
+        self.classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
         cases = {c: F.col("case_type") == c for c in CASES}
-        self.classified_report = check_frame(self.classified, "classified_accounts", tallies=cases)
+        self.classified_report = check_frame(self.classified, "classified_accounts", self.layout, tallies=cases)
         return self.classified_report
 
     def record_rejects(self, run_id: str) -> None:
         """Append the rejected records to the rejects table (under the run lock: rolled back on failure)."""
         if self.report.rejected:
-            self.lakehouse.record_rejects(rejects(self.batch, run_id, ACCOUNTS_ALL.fieldNames()))
+            self.lakehouse.record_rejects(rejects(self.batch, run_id, self.layout.accounts_all.fieldNames()))
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Records per case and month, as the check of the classified records counted them (no Spark job)."""
@@ -189,10 +205,10 @@ def _with_bases(read: Report, bases: Report, first: str) -> Report:
     )
 
 
-def _latest_read(updated: DataFrame) -> DataFrame:
+def _latest_read(updated: DataFrame, columns: tuple[str, ...]) -> DataFrame:
     """The latest_summary rows the run read, whole."""
     return updated.where(F.col("latest_old").isNotNull()).select(
-        *[F.col(A) if c == A else F.col(f"latest_old.{c}").alias(c) for c in SUMMARY_COLUMNS]
+        *[F.col(A) if c == A else F.col(f"latest_old.{c}").alias(c) for c in columns]
     )
 
 
@@ -216,7 +232,7 @@ class SummaryBackfill(_Cached):
         months: tuple[str, str],
     ) -> None:
         super().__init__()
-        self.lakehouse, self.months = lakehouse, months
+        self.lakehouse, self.months, self.layout = lakehouse, months, lakehouse.layout
         watermark = options.watermark(lakehouse)
         self.records = options.unapplied(classified, watermark)
         cases = [F.count_if(F.col("case_type") == c).alias(c) for c in CASES]
@@ -224,7 +240,7 @@ class SummaryBackfill(_Cached):
         self.applied_through: dt.datetime | None = totals[0]
         self.by_case = {c: int(totals[c] or 0) for c in CASES}
         self.patches = options.unapplied(patches, watermark).where(F.col("target_mo").between(*months))
-        self.window = (add_months(months[0], -REACH), months[1])
+        self.window = (add_months(months[0], -self.layout.reach), months[1])
 
     def read(self) -> tuple[Report, Report]:
         """The rows the run reads, gathered and rewritten; the reports of the rows read and of their agreement.
@@ -234,9 +250,10 @@ class SummaryBackfill(_Cached):
         account's base row, and a row that becomes an account's latest; of `latest_summary`: the
         batch's accounts, whole. All as of one snapshot.
         """
-        lake, (first, last) = self.lakehouse, self.months
+        lake, (first, last), layout = self.lakehouse, self.months, self.layout
         summary = self.summary = lake.read(lake.summary_table, lake.snapshot_id(lake.summary_table))
-        scalars = summary.select(*OLD_COLUMNS)
+        scalar_columns = old_columns(layout)
+        scalars = summary.select(*scalar_columns)
         latest = lake.read(lake.latest_table, lake.snapshot_id(lake.latest_table))
         latest_old = self._cache(latest.join(self.records.select(A), A, "left_semi"))
         own = self.patches.where(F.col("position") == 0)
@@ -246,19 +263,22 @@ class SummaryBackfill(_Cached):
             tagged = from_summary.withColumn("_read", F.lit(True)).unionByName(tagged)
         bases = self._cache(tagged)
         in_range = self._cache(summary_rows_needed(scalars, self.records, self.months, self.months))
-        in_view = in_range.unionByName(bases.select(*OLD_COLUMNS))  # a base row in range twice: one row below
+        in_view = in_range.unionByName(bases.select(*scalar_columns))  # a base row in range twice: one row below
         out_of_view = _latest_rows_out_of_view(scalars, in_view, latest_old, self.records, (first, last))
         read = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
-        updated = self._cache(rewrite(own, read.unionByName(bases.select(*OLD_COLUMNS)), bases, latest_old))
+        old_rows = read.unionByName(bases.select(*scalar_columns))
+        updated = self._cache(rewrite(own, old_rows, bases, latest_old, layout))
         self.updated = self._whole(updated, summary)
         # the base rows read from summary, whole: their arrays are the older history of what is written (those
         # of latest_summary were judged with it, by classified_accounts' latest_summary_valid)
         bases_read = bases.where("_read").drop("_read")
         none_read = Report("summary", 0, [])
         scalars_report, bases_report, agrees = concurrently(
-            lambda: check_frame(read, "summary"),
-            lambda: none_read if from_summary is None else check_frame(bases_read, "summary"),
-            lambda: latest_disagreements(_latest_read(self.updated), scalars_read(self.updated), self.window),
+            lambda: check_frame(read, "summary", layout),
+            lambda: none_read if from_summary is None else check_frame(bases_read, "summary", layout),
+            lambda: latest_disagreements(
+                _latest_read(self.updated, layout.summary_columns), scalars_read(self.updated), self.window
+            ),
         )
         self.read_report = _with_bases(scalars_report, bases_report, first)
         return self.read_report, agrees
@@ -268,7 +288,9 @@ class SummaryBackfill(_Cached):
         keys = updated.where(F.col("latest_changed") & ~F.col("complete")).select(A, F.col("mo").alias(M)).collect()
         if not keys:
             return updated
-        whole = _rows_at_keys(summary, keys).select(A, F.col(M).alias("mo"), F.struct(*SUMMARY_COLUMNS).alias("_whole"))
+        whole = _rows_at_keys(summary, keys).select(
+            A, F.col(M).alias("mo"), F.struct(*self.layout.summary_columns).alias("_whole")
+        )
         completed = updated.join(whole, [A, "mo"], "left").withColumn("row", F.coalesce("_whole", "row"))
         return self._cache(completed.drop("_whole"))
 
@@ -297,8 +319,8 @@ class SummaryBackfill(_Cached):
         latest = publish.read_branch(lake, lake.latest_table, run_id)
         summary_after = scalars_after(self.updated)
         self.written_report, *self.latest_reports = concurrently(
-            lambda: check_frame(summary.join(self.written.select(A, M), [A, M], "left_semi"), "summary"),
-            lambda: check_frame(latest.join(self.latest_new.select(A), A, "left_semi"), "latest_summary"),
+            lambda: check_frame(summary.join(self.written.select(A, M), [A, M], "left_semi"), "summary", self.layout),
+            lambda: check_frame(latest.join(self.latest_new.select(A), A, "left_semi"), "latest_summary", self.layout),
             lambda: latest_disagreements(
                 latest.join(self.updated.select(A).distinct(), A, "left_semi"), summary_after, self.window
             ),
@@ -325,7 +347,7 @@ class SummaryBackfill(_Cached):
         if not written:
             return []
         new = {(r[A], r[M]): r.asDict(recursive=True) for r in (w["row"] for w in written)}
-        rows = _rows_at_keys(self.summary, list(new)).select(*SUMMARY_COLUMNS).collect()
+        rows = _rows_at_keys(self.summary, list(new)).select(*self.layout.summary_columns).collect()
         old = {(r[A], r[M]): r.asDict(recursive=True) for r in rows}
         changed = [k for k in new if old.get(k) != new[k]][:n]
         return [row_change("summary", (A, M), old.get(k), new[k]) for k in changed]

@@ -29,6 +29,8 @@ def build_defs(
     options: BackfillOptions | None = None,
 ) -> dg.Definitions:
     """The whole code location for one Spark/Iceberg configuration (tests build their own)."""
+    lakehouse = lakehouse or Lakehouse(spark=spark)
+    _ = lakehouse.layout  # a wrong layout file fails here, when the definitions load, naming the entry
     return dg.Definitions(
         assets=[
             assets.accounts_all,
@@ -45,10 +47,10 @@ def build_defs(
         sensors=[accounts_loaded],
         resources={
             "spark": spark,
-            "lakehouse": lakehouse or Lakehouse(spark=spark),
+            "lakehouse": lakehouse,
             "quality": quality or DataQuality(),
             "options": options or BackfillOptions(),
-            "spark_io": IcebergPartitionIOManager(spark=spark),
+            "spark_io": IcebergPartitionIOManager(lakehouse=lakehouse),
         },
         executor=dg.in_process_executor,
     )

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import re
 
-from backfill_assets.contracts.tables import HISTORY_LENGTH, MONTH_PATTERN
+from backfill_assets.contracts.tables import MONTH_PATTERN
 from backfill_assets.partitions import FIRST_MONTH
 from backfill_assets.transforms.months import add_months
-
-REACH = HISTORY_LENGTH - 1  # a month's record changes rows up to this many months later
 
 
 def partition_months(pending: list[str], last_key: str) -> list[str]:
@@ -20,8 +18,8 @@ def partition_months(pending: list[str], last_key: str) -> list[str]:
     return [m for m in pending if re.match(MONTH_PATTERN, m) and FIRST_MONTH <= m <= last_key]
 
 
-def required_range(pending: list[str], last_key: str) -> tuple[str, str] | None:
-    """The partitions a run must cover to apply every pending month and the 35 months each reaches.
+def required_range(pending: list[str], last_key: str, reach: int) -> tuple[str, str] | None:
+    """The partitions a run must cover to apply every pending month and the `reach` (N − 1) months each reaches.
 
     Pending months that are no partition (malformed, out of range) still get a run, over the last
     month, so that their records are rejected and reported.
@@ -29,12 +27,12 @@ def required_range(pending: list[str], last_key: str) -> tuple[str, str] | None:
     months = partition_months(pending, last_key)
     if not months:
         return (last_key, last_key) if pending else None
-    return months[0], min(add_months(months[-1], REACH), last_key)
+    return months[0], min(add_months(months[-1], reach), last_key)
 
 
-def selection_problem(pending: list[str], keys: list[str], last_key: str) -> str | None:
+def selection_problem(pending: list[str], keys: list[str], last_key: str, reach: int) -> str | None:
     """Why the selected partitions `keys` cannot apply the pending months, or None when they can."""
-    needed = required_range(pending, last_key)
+    needed = required_range(pending, last_key, reach)
     if needed is None:
         return None
     outside = [m for m in partition_months(pending, last_key) if m not in keys]

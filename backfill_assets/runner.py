@@ -71,7 +71,8 @@ def run_pending(
     lakehouse.ensure_tables()
     last = MONTHLY.get_last_partition_key()
     assert last is not None
-    needed = required_range(options.pending_months(lakehouse, options.watermark(lakehouse)), last)
+    pending = options.pending_months(lakehouse, options.watermark(lakehouse))
+    needed = required_range(pending, last, lakehouse.layout.reach)
     if needed is None:
         return RunReport(None)
     job = defs.resolve_job_def(BACKFILL_JOB)

@@ -55,7 +55,7 @@ def accounts_loaded(context: dg.SensorEvaluationContext, lakehouse: Lakehouse) -
     loads = lakehouse.pending_loads(watermark)
     last = MONTHLY.get_last_partition_key()
     assert last is not None
-    needed = required_range([load.month for load in loads], last)
+    needed = required_range([load.month for load in loads], last, lakehouse.layout.reach)
     if needed is None:
         skip = f"snapshot {snapshot}: every record is applied already"
         return dg.SensorResult(skip_reason=skip, asset_events=[loaded], cursor=cursor)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import itertools
 import json
 import os
@@ -22,15 +23,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import ArrayType, StringType, StructField, StructType
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, GRID, HISTORIES, SUMMARY, SUMMARY_COLUMNS
+from backfill_assets.contracts.layout import DEFAULT_LAYOUT
 from backfill_assets.definitions import build_defs
 from backfill_assets.resources.lakehouse import Lakehouse, WriteMode
 from backfill_assets.resources.quality import DataQuality
@@ -38,6 +40,11 @@ from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
 from backfill_assets.transforms.months import month_range
 from backfill_assets_tests.reference_model import ReferenceModel, deleted, month_index, month_key
+
+# the hand-written scenarios and most tests use the default layout (docs/spec.md §2)
+LAYOUT = DEFAULT_LAYOUT
+ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS = LAYOUT.accounts_all, LAYOUT.summary, LAYOUT.summary_columns
+HISTORIES, GRID = LAYOUT.history_sources, "payment_history_grid"
 
 _clock = itertools.count(1)
 T0 = dt.datetime(2026, 6, 1)  # records of months up to 2026-06 are delivered after their month began
@@ -48,8 +55,14 @@ def next_ts() -> dt.datetime:
     return T0 + dt.timedelta(seconds=next(_clock))
 
 
-def record(account: int, month: str, base_ts: dt.datetime | None = None, **values: Any) -> dict[str, Any]:
-    """An accounts_all record; unspecified values are plausible defaults."""
+def record(
+    account: int,
+    month: str,
+    base_ts: dt.datetime | None = None,
+    carried: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> dict[str, Any]:
+    """An accounts_all record; unspecified values are plausible defaults (`carried`: another layout's columns)."""
     row: dict[str, Any] = {
         "cons_acct_key": account,
         "rpt_as_of_mo": month,
@@ -68,6 +81,7 @@ def record(account: int, month: str, base_ts: dt.datetime | None = None, **value
     unknown = set(values) - set(row)
     assert not unknown, unknown
     row.update(values)
+    row.update(carried or {})
     return row
 
 
@@ -91,14 +105,16 @@ class Lake:
         spark_resource: SparkIceberg,
         quality: DataQuality | None = None,
         write_mode: WriteMode = "merge-on-read",
+        layout_file: str = "",
     ) -> None:
         self.spark = spark
         fields = {k: getattr(spark_resource, k) for k in SparkIceberg.model_fields}
         self.resource = SparkIceberg(**{**fields, "namespace": f"t_{uuid.uuid4().hex[:10]}"})
-        self.lakehouse = Lakehouse(spark=self.resource, write_mode=write_mode)
+        self.lakehouse = Lakehouse(spark=self.resource, write_mode=write_mode, layout_file=layout_file)
+        self.layout = self.lakehouse.layout
         self.defs = build_defs(self.resource, self.lakehouse, quality)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.model = ReferenceModel()
+        self.model = ReferenceModel(yaml.safe_load(Path(layout_file).read_text()) if layout_file else None)
         self.resource.session.sql(f"CREATE NAMESPACE IF NOT EXISTS {self.resource.catalog}.{self.resource.namespace}")
 
     def table(self, name: str) -> str:
@@ -107,9 +123,10 @@ class Lake:
     def deliver(self, records: Iterable[dict[str, Any]], to_model: bool = True) -> None:
         """Append records to accounts_all (and, unless they are meant to be refused, to the model)."""
         rows = list(records)
-        nullable = StructType([StructField(f.name, f.dataType, True) for f in ACCOUNTS_ALL.fields])  # bad rows too
-        df = self.spark.createDataFrame([tuple(r[c] for c in ACCOUNTS_ALL.fieldNames()) for r in rows], nullable)
-        self.spark.sql(CONTRACTS["accounts_all"].create_sql(self.table("accounts_all")))
+        source = self.layout.accounts_all
+        nullable = StructType([StructField(f.name, f.dataType, True) for f in source.fields])  # bad rows too
+        df = self.spark.createDataFrame([tuple(r[c] for c in source.fieldNames()) for r in rows], nullable)
+        self.spark.sql(self.layout.contracts["accounts_all"].create_sql(self.table("accounts_all")))
         df.writeTo(self.table("accounts_all")).append()
         if to_model:
             self.model.deliver(rows)
@@ -129,7 +146,7 @@ class Lake:
         reader = self.spark.read if tag is None else self.spark.read.option("tag", tag)
         return {
             (r["cons_acct_key"], r["rpt_as_of_mo"]): r.asDict()
-            for r in reader.table(self.table(table)).select(*SUMMARY_COLUMNS).collect()
+            for r in reader.table(self.table(table)).select(*self.layout.summary_columns).collect()
         }
 
     def snapshot(self, table: str) -> int | None:
@@ -165,11 +182,15 @@ def _diff_row(key: Any, got: dict[str, Any], want: dict[str, Any]) -> str:
 MONTHS = [f"{y}-{m:02d}" for y in (2022, 2023, 2024, 2025) for m in range(1, 13)]
 
 
-def random_batch(rng: random.Random, accounts: range, months: list[str], size: int) -> list[dict[str, Any]]:
-    """Records of random accounts and months: values, NULLs, sentinels, deletions and tie-broken duplicates."""
+def random_batch(
+    rng: random.Random, accounts: range, months: list[str], size: int, layout: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Records of random accounts and months: values, NULLs, sentinels, deletions and tie-broken duplicates
+    (with `layout`, a layout file's mapping, also its source columns the default layout lacks)."""
     out = []
     for _ in range(size):
         ts = next_ts()
+        carried = carried_values(rng, layout) if layout else {}
         values = {
             "acct_bal_am": rng.choice([None, -1, -2147483647, rng.randint(0, 5000)]),
             "acct_credit_ext_am": rng.choice([None, -214748364, rng.randint(0, 9000)]),
@@ -180,13 +201,14 @@ def random_batch(rng: random.Random, accounts: range, months: list[str], size: i
             "soft_del_cd": rng.choice([None, None, None, None, "", "0", "1", "4"]),
             "insert_ts": rng.choice([None, ts]),
         }
-        out.append(record(rng.choice(accounts), rng.choice(months), ts, **values))
+        out.append(record(rng.choice(accounts), rng.choice(months), ts, carried, **values))
         if rng.random() < 0.1:  # a second version with the same base_ts: tie-breaks decide
             out.append(
                 record(
                     out[-1]["cons_acct_key"],
                     out[-1]["rpt_as_of_mo"],
                     ts,
+                    carried,
                     **{
                         **values,
                         "acct_bal_am": 7,
@@ -195,6 +217,34 @@ def random_batch(rng: random.Random, accounts: range, months: list[str], size: i
                     },
                 )
             )
+    return out
+
+
+def carried_values(rng: random.Random, layout: Mapping[str, Any]) -> dict[str, Any]:
+    """Random values of a layout's source columns that `record` does not know, by type: NULL now and then,
+    a sentinel for a column with sentinels."""
+    defaults = set(record(1, "2024-01", T0))
+    out: dict[str, Any] = {}
+    for entry in layout["scalars"].values():
+        source, kind = entry.get("from"), str(entry.get("type"))
+        if source is None or source in defaults:
+            continue
+        if kind in ("int", "bigint"):
+            value: Any = rng.randint(0, 10**6)
+        elif kind == "double":
+            value = rng.randint(0, 10**6) / 8
+        elif kind.startswith("decimal"):
+            scale = int(kind.rstrip(")").split(",")[1])
+            value = decimal.Decimal(rng.randint(0, 10**5)).scaleb(-scale)
+        elif kind == "date":
+            value = dt.date(2020, 1, 1) + dt.timedelta(days=rng.randint(0, 2000))
+        elif kind == "timestamp":
+            value = T0 - dt.timedelta(seconds=rng.randint(0, 10**7))
+        elif kind == "boolean":
+            value = rng.random() < 0.5
+        else:
+            value = rng.choice(["A", "B", "C", "XY"])
+        out[source] = rng.choice([None, *entry.get("sentinels", ()), value, value, value])
     return out
 
 

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 SENTINELS = {-2147483647, -214748364, -21474836, -1}
-HISTORY = {
-    "actual_payment_am_history": "actual_payment_am",
-    "balance_am_history": "balance_am",
-    "credit_limit_am_history": "credit_limit_am",
-    "past_due_am_history": "past_due_am",
-    "payment_rating_cd_history": "payment_rating_cd",
-    "days_past_due_history": "days_past_due",
-    "asset_class_cd_4in_history": "asset_class_cd",
-}
+DEFAULT_LAYOUT_FILE = Path(__file__).resolve().parents[1] / "docs" / "layouts" / "default.yaml"
 Record = Mapping[str, Any]
 Row = dict[str, Any]
 
@@ -35,10 +30,6 @@ def deleted(code: str | None) -> bool:
     return code in ("1", "4")
 
 
-def amount(v: int | None) -> int | None:
-    return None if v in SENTINELS else v
-
-
 def rating(days: int | None, asset_class: str | None) -> str | None:
     if days is None:
         return None
@@ -53,18 +44,17 @@ def rating(days: int | None, asset_class: str | None) -> str | None:
     return "0"
 
 
-def values(r: Record) -> Row:
-    return {
-        "soft_del_cd": r["soft_del_cd"],
-        "credit_limit_am": amount(r["acct_credit_ext_am"]),
-        "balance_am": amount(r["acct_bal_am"]),
-        "past_due_am": amount(r["past_due_am"]),
-        "actual_payment_am": amount(r["actual_pymt_am"]),
-        "days_past_due": r["days_past_due_ct_4in"],
-        "asset_class_cd": r["asset_class_cd_4in"],
-        "payment_rating_cd": rating(r["days_past_due_ct_4in"], r["asset_class_cd_4in"]),
-        "acct_stat_cd": r["acct_stat_cd"],
-    }
+def values(r: Record, layout: Mapping[str, Any]) -> Row:
+    """The summary scalars of a record under a layout (docs/spec.md §8, as its YAML file writes it)."""
+    out: Row = {"soft_del_cd": r["soft_del_cd"]}
+    for name, entry in layout["scalars"].items():
+        if "from" in entry:
+            v = r[entry["from"]]
+            out[name] = None if v in entry.get("sentinels", ()) else v
+    for name, entry in layout["scalars"].items():
+        if "rating" in entry:
+            out[name] = rating(out[entry["rating"]["days_past_due"]], out[entry["rating"]["asset_class"]])
+    return out
 
 
 def _version(r: Record) -> tuple[Any, ...]:
@@ -73,9 +63,13 @@ def _version(r: Record) -> tuple[Any, ...]:
 
 
 class ReferenceModel:
-    """Feed it every delivered record and call `run()` whenever the pipeline runs."""
+    """Feed it every delivered record and call `run()` whenever the pipeline runs.
 
-    def __init__(self) -> None:
+    `layout`: the summary layout as its YAML file writes it (default: docs/layouts/default.yaml).
+    """
+
+    def __init__(self, layout: Mapping[str, Any] | None = None) -> None:
+        self.layout = layout or yaml.safe_load(DEFAULT_LAYOUT_FILE.read_text())
         self.winner: dict[tuple[int, str], Record] = {}
         self.has_row: set[tuple[int, str]] = set()
 
@@ -97,10 +91,12 @@ class ReferenceModel:
             if deleted(w["soft_del_cd"]):
                 out[(a, m)] = {"cons_acct_key": a, "rpt_as_of_mo": m, "soft_del_cd": w["soft_del_cd"]}
                 continue
-            i0 = month_index(m)
-            months = [(a, month_key(i0 - i)) for i in range(36)]
+            i0, layout = month_index(m), self.layout
+            months = [(a, month_key(i0 - i)) for i in range(layout.get("history_length", 36))]
             active = [
-                values(self.winner[k]) if k in self.winner and not deleted(self.winner[k]["soft_del_cd"]) else None
+                values(self.winner[k], layout)
+                if k in self.winner and not deleted(self.winner[k]["soft_del_cd"])
+                else None
                 for k in months
             ]
             counted = [
@@ -108,10 +104,12 @@ class ReferenceModel:
                 for k in months
                 if k in self.winner and (not deleted(self.winner[k]["soft_del_cd"]) or k in self.has_row)
             ]
-            row: Row = {"cons_acct_key": a, "rpt_as_of_mo": m, "base_ts": max(counted), **values(w)}
-            for h, v in HISTORY.items():
+            row: Row = {"cons_acct_key": a, "rpt_as_of_mo": m, "base_ts": max(counted), **values(w, layout)}
+            for h, v in layout.get("histories", {}).items():
                 row[h] = [None if x is None else x[v] for x in active]
-            row["payment_history_grid"] = "".join("?" if x is None else x for x in row["payment_rating_cd_history"])
+            if grid := layout.get("grid"):
+                missing = grid.get("missing", "?")
+                row[grid["column"]] = "".join(missing if x is None else x for x in row[grid["history"]])
             out[(a, m)] = row
         return out
 

@@ -30,7 +30,6 @@ import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import SUMMARY_COLUMNS
 from backfill_assets.definitions import build_defs
 from backfill_assets.generate import generate, write
 from backfill_assets.resources.lakehouse import Lakehouse
@@ -211,7 +210,7 @@ def check_sample(spark: SparkSession, lakehouse: Lakehouse, late_accounts: list[
         (r["cons_acct_key"], r["rpt_as_of_mo"]): r.asDict(True)
         for r in spark.table(lakehouse.name(lakehouse.summary_table))
         .where(F.col("cons_acct_key").isin(late_accounts))
-        .select(*SUMMARY_COLUMNS)
+        .select(*lakehouse.layout.summary_columns)
         .collect()
     }
     expected = model.summary()
@@ -306,7 +305,9 @@ def measure(
     assert report.run_id is not None
     _, floor_after = meter.measure(floor)
     reports, verify_phase = meter.measure(
-        lambda: verify(lakehouse.read(lakehouse.summary_table), lakehouse.read(lakehouse.latest_table))
+        lambda: verify(
+            lakehouse.read(lakehouse.summary_table), lakehouse.read(lakehouse.latest_table), lakehouse.layout
+        )
     )
     late = spark.table(spark_resource.table("classified_accounts")).select("cons_acct_key").distinct()
     if sample is not None:

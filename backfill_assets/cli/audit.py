@@ -19,7 +19,7 @@ def audit_tables(ctx: Context, tables: tuple[str, ...]) -> list[Report]:
             raise CliError(f"verify: table {name} does not exist")
     session = ctx.spark.session
     latest = session.table(names["latest_summary"]) if "latest_summary" in tables else None
-    return verify(session.table(names["summary"]), latest, tables)
+    return verify(session.table(names["summary"]), latest, ctx.lakehouse.layout, tables)
 
 
 def cmd_verify(ctx: Context, table: str | None, as_json: bool) -> bool:

@@ -13,11 +13,11 @@ from pyspark.errors import AnalysisException
 
 from backfill_assets import definitions
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError
-from backfill_assets.contracts.tables import SCHEMAS
+from backfill_assets.contracts.tables import USER_TABLES
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 
-TABLES = tuple(SCHEMAS)  # accounts_all, summary, latest_summary
+TABLES = USER_TABLES  # accounts_all, summary, latest_summary
 
 
 class Context:

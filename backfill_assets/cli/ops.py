@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError
-from backfill_assets.contracts.tables import CASES, HISTORIES
+from backfill_assets.contracts.tables import CASES
 from backfill_assets.operations import Refused
 from backfill_assets.operations.diff import RowChange, column_changes, plain, run_changes
 from backfill_assets.operations.explain import Explanation, explain
@@ -94,12 +94,12 @@ def cmd_explain(ctx: Context, account: int, month: str | None, as_json: bool) ->
         f"summary row ({e.cons_acct_key}, {e.rpt_as_of_mo}): soft_del_cd {e.row['soft_del_cd']!r},"
         f" base_ts {plain(e.row['base_ts'])}; last written by run {e.last_run_id or 'unknown'}"
     )
-    header = ["i", "month", *HISTORIES, "source"]
+    header = ["i", "month", *e.histories, "source"]
     table = [
         [
             str(p.i),
             p.month,
-            *(_or_dash(p.values[h]) for h in HISTORIES),
+            *(_or_dash(p.values[h]) for h in e.histories),
             "no row" if p.source is None else " ".join(f"{k}={_or_dash(plain(v))}" for k, v in p.source.items()),
         ]
         for p in e.positions

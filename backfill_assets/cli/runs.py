@@ -14,7 +14,6 @@ from pyspark.sql import functions as F
 
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import EXIT_REFUSED, CliError, first_line
-from backfill_assets.contracts.tables import ACCOUNTS_ALL
 from backfill_assets.resources.maintenance import LockHeld, compact
 from backfill_assets.resources.options import BackfillOptions
 
@@ -80,7 +79,7 @@ def cmd_rejects(ctx: Context, run: str | None, as_json: bool) -> None:
             "run_id": r["run_id"],
             "rule": r["rule"],
             "message": r["message"],
-            "record": {c: _json_value(r[c]) for c in ACCOUNTS_ALL.fieldNames()},
+            "record": {c: _json_value(r[c]) for c in ctx.lakehouse.layout.accounts_all.fieldNames()},
         }
         for r in rows
     ]

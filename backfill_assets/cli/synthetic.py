@@ -22,7 +22,14 @@ def cmd_generate(ctx: Context, accounts: int, months: int, end_month: str | None
     """Replace accounts_all, summary and latest_summary with a synthetic data set."""
     end = end_month or delivered_month()
     try:
-        data = generate(ctx.spark.session, accounts=accounts, months=months, end_month=end, seed=seed)
+        data = generate(
+            ctx.spark.session,
+            accounts=accounts,
+            months=months,
+            end_month=end,
+            seed=seed,
+            layout=ctx.lakehouse.layout,
+        )
     except ValueError as e:
         raise CliError(f"generate: {e}", EXIT_REFUSED) from e
     recover(ctx.lakehouse)

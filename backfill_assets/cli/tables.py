@@ -8,8 +8,7 @@ from pyspark.sql import functions as F
 from backfill_assets.cli.context import Context
 from backfill_assets.cli.errors import CliError, first_line
 from backfill_assets.contracts.conform import ValidationError, validate_table
-from backfill_assets.contracts.tables import CONTRACTS
-from backfill_assets.contracts.validation import Problem
+from backfill_assets.contracts.validation import Problem, column_mismatches
 from backfill_assets.resources.runlog import recover
 from backfill_assets.resources.spark import latest_snapshot
 
@@ -22,9 +21,12 @@ def cmd_import(ctx: Context, table: str, parquet: str, replace: bool) -> None:
         source = session.read.parquet(parquet)
     except AnalysisException as e:
         raise CliError(f"cannot read parquet {parquet}: {first_line(e)}") from e
-    frame = validate_table(source, table)
-    exists = ctx.exists(name)
-    unique = CONTRACTS[table].unique
+    layout = ctx.lakehouse.layout
+    frame = validate_table(source, table, layout)
+    exists, contract = ctx.exists(name), layout.contracts[table]
+    if exists and (mismatches := column_mismatches(table, session.table(name).schema, contract.schema)):
+        raise ValidationError(mismatches)
+    unique = contract.unique
     if exists and unique and not replace:
         existing = session.table(name).select(*unique)
         ex = frame.join(existing, list(unique), "left_semi").select("cons_acct_key", "rpt_as_of_mo").first()
@@ -34,7 +36,7 @@ def cmd_import(ctx: Context, table: str, parquet: str, replace: bool) -> None:
     recover(ctx.lakehouse)  # a dead run's restore must not land on top of the import
     if table == "summary":
         ctx.lakehouse.reset_watermark()
-    session.sql(CONTRACTS[table].create_sql(name))
+    session.sql(contract.create_sql(name))
     writer = frame.writeTo(name)
     if replace:
         writer.overwrite(F.lit(True))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -20,18 +21,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
-from backfill_assets.contracts.tables import (
-    AMOUNT_SENTINELS,
-    CASES,
-    CONTRACTS,
-    GRID,
-    HISTORIES,
-    HISTORY_LENGTH,
-    KEY,
-    MONTH_PATTERN,
-    SENTINEL_AMOUNTS,
-    SUMMARY,
-)
+from backfill_assets.contracts.layout import Layout
+from backfill_assets.contracts.tables import CASES, KEY, MONTH_PATTERN
 from backfill_assets.contracts.values import grid, is_deleted, payment_rating
 
 A, M = KEY
@@ -52,16 +43,29 @@ def _model(name: str, schema: StructType, unique: tuple[str, ...] | None = None)
     return type(name, (pa.DataFrameModel,), namespace)
 
 
-MODELS: dict[str, type[pa.DataFrameModel]] = {
-    name: _model(name, contract.schema, contract.unique) for name, contract in CONTRACTS.items()
-}
 # what a run reads of the summary rows it rewrites: every column but the histories (docs/spec.md §4.2)
 SCALAR_PROJECTION = "summary_scalars"
-MODELS[SCALAR_PROJECTION] = _model(
-    SCALAR_PROJECTION, StructType([f for f in SUMMARY if f.name not in (*HISTORIES, GRID)]), KEY
-)
-UNIQUE: dict[str, tuple[str, ...]] = {name: c.unique for name, c in CONTRACTS.items() if c.unique}
-UNIQUE[SCALAR_PROJECTION] = KEY
+
+
+@functools.cache
+def models(layout: Layout) -> Mapping[str, type[pa.DataFrameModel]]:
+    """A pandera model per table and asset output of the layout (built once per layout)."""
+    out = {name: _model(name, contract.schema, contract.unique) for name, contract in layout.contracts.items()}
+    scalars = StructType(
+        [f for f in layout.summary if f.name in ("cons_acct_key", "rpt_as_of_mo", "base_ts", *layout.scalar_names)]
+    )
+    out[SCALAR_PROJECTION] = _model(SCALAR_PROJECTION, scalars, KEY)
+    return out
+
+
+# the unique key of each table (the same under every layout)
+UNIQUE: dict[str, tuple[str, ...]] = {
+    "summary": KEY,
+    "latest_summary": KEY[:1],
+    "classified_accounts": KEY,
+    "joined_windows": KEY,
+    SCALAR_PROJECTION: KEY,
+}
 
 
 @dataclass(frozen=True)
@@ -135,54 +139,56 @@ def rejections(bounds: Bounds) -> list[tuple[str, Column, str]]:
     return [(r.reject or "", r.violated, f"accounts_all: column {r.column}: {r.rule}") for r in reject_rules(bounds)]
 
 
-def _source_rules(bounds: Bounds) -> list[Rule]:
+def _source_rules(bounds: Bounds, layout: Layout) -> list[Rule]:
     rules = reject_rules(bounds)
     kept = ~functools.reduce(operator.or_, [r.violated for r in rules])
-    undetermined = (F.col("days_past_due_ct_4in") < 0) & payment_rating(
-        F.col("days_past_due_ct_4in"), F.col("asset_class_cd_4in")
-    ).isNull()
-    rule = "should give a payment rating when days past due < 0"
-    rules.append(Rule("asset_class_cd_4in", rule, kept & undetermined, "WARN"))
+    for s in layout.scalars:
+        if s.rating:
+            days, asset_class = (F.col(layout.sources[c]) for c in s.rating)
+            undetermined = (days < 0) & payment_rating(days, asset_class).isNull()
+            rule = "should give a payment rating when days past due < 0"
+            rules.append(Rule(layout.sources[s.rating[1]], rule, kept & undetermined, "WARN"))
     return rules
 
 
-def _has_sentinel(column: str) -> Column:
-    if column in SENTINEL_AMOUNTS:
-        return F.col(column).isin(*AMOUNT_SENTINELS)
+def _has_sentinel(column: str, sentinels: tuple[int | float, ...], is_history: bool) -> Column:
+    if not is_history:
+        return F.col(column).isin(*sentinels)
     # compiled, unlike an `exists` lambda; NULL (no sentinel, some NULL element) counts as none
-    return F.arrays_overlap(F.col(column), F.array(*[F.lit(v) for v in AMOUNT_SENTINELS]))
+    return F.arrays_overlap(F.col(column), F.array(*[F.lit(v) for v in sentinels]))
 
 
-def _summary_rules(histories: bool = True) -> list[Rule]:
+def _summary_rules(layout: Layout, histories: bool = True) -> list[Rule]:
     """Rules of a summary row (without `histories`: of its scalars alone).
 
     Content is only specified on active rows (a deleted row keeps whatever it had).
     """
     active = ~is_deleted(F.col("soft_del_cd"))
     rules = _key_rules()
-    for column in (*HISTORIES, GRID) if histories else ():
-        value = F.col(column)
-        length = F.length(value) if column == GRID else F.size(value)
-        unit = "characters" if column == GRID else "elements"
-        bad = F.when(value.isNull(), active).otherwise(length != HISTORY_LENGTH)
-        rules.append(Rule(column, f"must hold {HISTORY_LENGTH} {unit} (NULL only on a deleted row)", bad))
-    if histories:
-        rendered = grid(F.col("payment_rating_cd_history"))
-        differs = active & (F.length(GRID) == HISTORY_LENGTH) & (F.col(GRID) != rendered)  # wrong lengths: above
-        rules.append(Rule(GRID, "must equal the rendering of payment_rating_cd_history", differs))
-    rating = payment_rating(F.col("days_past_due"), F.col("asset_class_cd"))
-    rules.append(
-        Rule(
-            "payment_rating_cd",
-            "must agree with days_past_due / asset_class_cd",
-            active & ~(F.col("payment_rating_cd").eqNullSafe(rating)),
-        )
-    )
-    amounts = [*SENTINEL_AMOUNTS, *(h for h, v in HISTORIES.items() if histories and v in SENTINEL_AMOUNTS)]
-    for column in amounts:
-        rules.append(
-            Rule(column, "must not hold a sentinel amount", active & F.coalesce(_has_sentinel(column), F.lit(False)))
-        )
+    n, g = layout.history_length, layout.grid
+    columns = [*layout.history_sources, *([g.column] if g else [])] if histories else []
+    for column in columns:
+        value, is_grid = F.col(column), g is not None and column == g.column
+        length = F.length(value) if is_grid else F.size(value)
+        unit = "characters" if is_grid else "elements"
+        bad = F.when(value.isNull(), active).otherwise(length != n)
+        rules.append(Rule(column, f"must hold {n} {unit} (NULL only on a deleted row)", bad))
+    if histories and g is not None:
+        rendered = grid(F.col(g.history), g.missing)
+        differs = active & (F.length(g.column) == n) & (F.col(g.column) != rendered)  # wrong lengths: above
+        rules.append(Rule(g.column, f"must equal the rendering of {g.history}", differs))
+    for s in layout.scalars:
+        if s.rating:
+            days, asset_class = s.rating
+            rating = payment_rating(F.col(days), F.col(asset_class))
+            rule = f"must agree with {days} / {asset_class}"
+            rules.append(Rule(s.name, rule, active & ~(F.col(s.name).eqNullSafe(rating))))
+    for column, sentinels in layout.sentinels.items():
+        is_history = column in layout.history_sources
+        if is_history and not histories:
+            continue
+        sentinel = F.coalesce(_has_sentinel(column, sentinels, is_history), F.lit(False))
+        rules.append(Rule(column, "must not hold a sentinel amount", active & sentinel))
     return rules
 
 
@@ -194,13 +200,13 @@ def _intermediate_rules(table: str) -> list[Rule]:
     return rules
 
 
-def row_rules(table: str, bounds: Bounds | None = None) -> list[Rule]:
-    """The row rules of a table or asset output (`MODELS` names)."""
+def row_rules(table: str, layout: Layout, bounds: Bounds | None = None) -> list[Rule]:
+    """The row rules of a table or asset output (`models(layout)` names)."""
     bounds = bounds or Bounds()
-    if table not in MODELS:
-        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(MODELS)}")
+    if table not in models(layout):
+        raise ValueError(f"unknown table {table!r}; expected one of {', '.join(models(layout))}")
     if table == "accounts_all":
-        return _source_rules(bounds)
+        return _source_rules(bounds, layout)
     if table in ("summary", "latest_summary", SCALAR_PROJECTION):
-        return _summary_rules(histories=table != SCALAR_PROJECTION)
+        return _summary_rules(layout, histories=table != SCALAR_PROJECTION)
     return _intermediate_rules(table)

@@ -20,8 +20,8 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from backfill_assets.contracts.models import MODELS, SCALAR_PROJECTION, UNIQUE, Bounds, Rule, Severity, row_rules
-from backfill_assets.contracts.tables import GRID, SUMMARY_COLUMNS
+from backfill_assets.contracts.layout import Layout
+from backfill_assets.contracts.models import SCALAR_PROJECTION, UNIQUE, Bounds, Rule, Severity, models, row_rules
 from backfill_assets.contracts.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
@@ -171,7 +171,7 @@ def _count(
     return {m["_m"] or "NULL": int(m["rows"] or 0) for m in months}, problems, counted
 
 
-def _pandera(frame: DataFrame, table: str, depth: PanderaDepth) -> dict[str, Any]:
+def _pandera(frame: DataFrame, table: str, depth: PanderaDepth, layout: Layout) -> dict[str, Any]:
     """pandera's error report of `frame` against the table's model (JSON-safe; empty when clean)."""
     if depth == "SCHEMA_ONLY":
         # structure only: an empty frame of the schema, fields marked non-NULL so that pandera skips
@@ -179,7 +179,7 @@ def _pandera(frame: DataFrame, table: str, depth: PanderaDepth) -> dict[str, Any
         schema = StructType([StructField(f.name, f.dataType, False) for f in frame.schema.fields])
         frame = frame.sparkSession.createDataFrame([], schema)
     with config_context(validation_depth=ValidationDepth(depth)):
-        validated: Any = MODELS[table].validate(frame)  # type: ignore[arg-type]
+        validated: Any = models(layout)[table].validate(frame)  # type: ignore[arg-type]
         errors = validated.pandera.errors
     return cast(dict[str, Any], json.loads(json.dumps(errors, default=str)))
 
@@ -196,11 +196,12 @@ def _pandera_problems(table: str, errors: dict[str, Any]) -> list[Problem]:
 def check_frame(
     frame: DataFrame,
     table: str,
+    layout: Layout,
     bounds: Bounds | None = None,
     depth: PanderaDepth = "SCHEMA_ONLY",
     tallies: dict[str, Column] | None = None,
 ) -> Report:
-    """Check `frame` as content of `table` (a `models.MODELS` name): pandera's model, then the row rules.
+    """Check `frame` as content of `table` (a `models(layout)` name): pandera's model, then the row rules.
 
     `tallies`: conditions whose rows the same job counts per month (`Report.tallies`), for metadata.
 
@@ -208,11 +209,12 @@ def check_frame(
     Summary rows without their histories (what a run reads of the rows it rewrites) are checked by
     the model and rules of those columns, under the table's name.
     """
-    model = SCALAR_PROJECTION if table == "summary" and GRID not in frame.columns else table
-    errors = _pandera(frame, model, depth)
+    read_without_histories = not any(h in frame.columns for h in layout.history_sources)
+    model = SCALAR_PROJECTION if table == "summary" and read_without_histories else table
+    errors = _pandera(frame, model, depth, layout)
     if "SCHEMA" in errors:
         return Report(table, 0, _named(_pandera_problems(model, errors), table), errors)
-    by_month, problems, counted = _count(frame, model, row_rules(model, bounds), tallies or {})
+    by_month, problems, counted = _count(frame, model, row_rules(model, layout, bounds), tallies or {})
     found = _named(problems + _pandera_problems(model, errors), table)
     return Report(table, sum(by_month.values()), found, errors, by_month, counted)
 
@@ -221,10 +223,27 @@ def _named(problems: list[Problem], table: str) -> list[Problem]:
     return [p if p.table == table else replace(p, table=table) for p in problems]
 
 
-def check_structure(frame: DataFrame, table: str) -> Report:
+def check_structure(frame: DataFrame, table: str, layout: Layout) -> Report:
     """Columns and types of `frame` against the model of `table`, from the schema alone (no Spark job)."""
-    errors = _pandera(frame, table, "SCHEMA_ONLY")
+    errors = _pandera(frame, table, "SCHEMA_ONLY", layout)
     return Report(table, 0, _pandera_problems(table, errors), errors)
+
+
+def column_mismatches(table: str, stored: StructType, layout: StructType, extra_allowed: bool = False) -> list[Problem]:
+    """The columns of a stored table that do not match the layout's (docs/spec.md §8): missing, of another
+    type, or (unless `extra_allowed`, as in accounts_all) not in the layout. From the schemas alone."""
+    have = {f.name: f.dataType.simpleString() for f in stored.fields}
+    problems = []
+    for f in layout.fields:
+        want = f.dataType.simpleString()
+        if f.name not in have:
+            problems.append(Problem(table, f.name, f"the layout has this {want} column, the stored table has not"))
+        elif have[f.name] != want:
+            problems.append(Problem(table, f.name, f"is {have[f.name]} in the stored table, {want} in the layout"))
+    if not extra_allowed:
+        extra = [name for name in have if name not in layout.fieldNames()]
+        problems += [Problem(table, name, "is a column of the stored table that the layout lacks") for name in extra]
+    return problems
 
 
 def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tuple[str, str]) -> Report:
@@ -233,7 +252,7 @@ def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tup
     Only accounts with an active row within `months` and a latest row not after them are judged:
     the rest lie outside what the caller read. The example names the columns that differ.
     """
-    columns = [F.col(c) for c in SUMMARY_COLUMNS if c in summary_rows.columns]  # without histories: the scalars
+    columns = [F.col(c) for c in latest.columns if c in summary_rows.columns]  # without histories: the scalars
     newest = (
         summary_rows.where(~is_deleted(F.col("soft_del_cd")) & F.col(M).between(*months))
         .groupBy(A)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import AMOUNT_SENTINELS, DELETE_CODES, SCALAR_SOURCES, SENTINEL_AMOUNTS
+from backfill_assets.contracts.layout import Layout
+from backfill_assets.contracts.tables import DELETE_CODES
 
 _ASSET_CLASS_RATING = {
     "S": ("1", "01", "S"),
@@ -34,30 +35,39 @@ def payment_rating(days_past_due: Column, asset_class: Column) -> Column:
     )
 
 
-def grid(payment_rating_history: Column) -> Column:
-    """The 36-character payment history grid: position 0 leftmost, NULL as '?' (no history: empty).
+def grid(history: Column, missing: str = "?") -> Column:
+    """The payment history grid: one character per position, position 0 leftmost, NULL as `missing` (no history: empty).
 
     `array_join` is compiled code; a per-element lambda would be interpreted for every row.
     """
-    return F.coalesce(F.array_join(payment_rating_history, "", "?"), F.lit(""))
+    return F.coalesce(F.array_join(history, "", missing), F.lit(""))
 
 
-def to_summary_values(records: DataFrame) -> DataFrame:
+def layout_grid(layout: Layout, histories: dict[str, Column]) -> dict[str, Column]:
+    """The layout's grid column (if it has one) rendered from its history in `histories`."""
+    g = layout.grid
+    return {g.column: grid(histories[g.history], g.missing)} if g else {}
+
+
+def scalar_values(layout: Layout) -> dict[str, Column]:
+    """Summary scalar column -> its value from an accounts_all record: sentinels made NULL, the rating derived."""
+    values: dict[str, Column] = {}
+    for name, source in layout.sources.items():
+        sentinels = layout.sentinels.get(name)
+        column = F.col(source)
+        values[name] = F.when(column.isin(*sentinels), F.lit(None)).otherwise(column) if sentinels else column
+    for s in layout.scalars:
+        if s.rating:
+            values[s.name] = payment_rating(values[s.rating[0]], values[s.rating[1]])
+    return {name: values[name].cast(t) for name, t in layout.scalar_types.items()}
+
+
+def to_summary_values(records: DataFrame, layout: Layout) -> DataFrame:
     """accounts_all records -> summary scalar columns (keys, base_ts and flags kept)."""
-    amount = {name: F.col(SCALAR_SOURCES[name]) for name in SENTINEL_AMOUNTS}
-    scalars = {
-        name: (
-            F.when(amount[name].isin(*AMOUNT_SENTINELS), F.lit(None).cast("int")).otherwise(amount[name])
-            if name in amount
-            else F.col(source)
-        )
-        for name, source in SCALAR_SOURCES.items()
-    }
     return records.select(
         "cons_acct_key",
         "rpt_as_of_mo",
         "base_ts",
-        *[c.alias(n) for n, c in scalars.items()],
-        payment_rating(F.col("days_past_due_ct_4in"), F.col("asset_class_cd_4in")).alias("payment_rating_cd"),
+        *[c.alias(n) for n, c in scalar_values(layout).items()],
         is_deleted(F.col("soft_del_cd")).alias("is_deleted"),
     )

@@ -20,7 +20,7 @@ def int_in(u: Column, low: Column | int, high: Column | int) -> Column:
     return (lo + F.floor(u * (hi - lo + 1))).cast("int")
 
 
-def choice(u: Column, options: Sequence[str | int | None]) -> Column:
+def choice(u: Column, options: Sequence[str | int | float | None]) -> Column:
     return F.element_at(F.array(*[F.lit(o) for o in options]), int_in(u, 1, len(options)))
 
 
@@ -53,5 +53,5 @@ class Draws:
     def int_in(self, name: str, low: Column | int, high: Column | int) -> Column:
         return int_in(self[name], low, high)
 
-    def choice(self, name: str, options: Sequence[str | int | None]) -> Column:
+    def choice(self, name: str, options: Sequence[str | int | float | None]) -> Column:
         return choice(self[name], options)

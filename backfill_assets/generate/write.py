@@ -6,7 +6,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from backfill_assets.contracts.conform import conform
-from backfill_assets.contracts.tables import CONTRACTS, PARTITION
+from backfill_assets.contracts.tables import PARTITION
 from backfill_assets.generate.dataset import GeneratedData
 from backfill_assets.resources.lakehouse import Lakehouse
 
@@ -18,7 +18,7 @@ def _write(df: DataFrame, lakehouse: Lakehouse, table: str, replace: bool) -> No
     month within each task and written without Iceberg's default hash distribution: the same
     clustering, without shuffling the wide rows.
     """
-    contract = CONTRACTS[table]
+    contract = lakehouse.layout.contracts[table]
     name = lakehouse.contract_table(table)
     df = conform(df, contract.schema)
     if contract.partitioned:

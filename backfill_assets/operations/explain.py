@@ -17,7 +17,6 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, HISTORIES, HISTORY_LENGTH
 from backfill_assets.operations import Refused
 from backfill_assets.operations.runs import run_log
 from backfill_assets.resources.lakehouse import Lakehouse
@@ -48,6 +47,7 @@ class Explanation:
     row: dict[str, Any]
     last_run_id: str | None
     positions: list[Position]
+    histories: tuple[str, ...]  # the history columns of the layout, in order
 
 
 def explain(lake: Lakehouse, account: int, month: str | None = None) -> Explanation:
@@ -58,12 +58,13 @@ def explain(lake: Lakehouse, account: int, month: str | None = None) -> Explanat
     if row is None:
         raise Refused(f"{lake.name(lake.summary_table)} has no row for account {account} and month {month}")
     sources = _winners(lake, account, month)
+    histories = tuple(lake.layout.history_sources)
     positions = []
-    for i in range(HISTORY_LENGTH):
+    for i in range(lake.layout.history_length):
         at = add_months(month, -i)
-        values = {h: row[h][i] if row[h] is not None and i < len(row[h]) else None for h in HISTORIES}
+        values = {h: row[h][i] if row[h] is not None and i < len(row[h]) else None for h in histories}
         positions.append(Position(i, at, values, sources.get(at)))
-    return Explanation(account, month, row, _last_run(lake, account, month), positions)
+    return Explanation(account, month, row, _last_run(lake, account, month), positions, histories)
 
 
 def _latest_month(lake: Lakehouse, account: int) -> str:
@@ -89,11 +90,11 @@ def _winners(lake: Lakehouse, account: int, month: str) -> dict[str, dict[str, A
         watermark = lake.read(lake.summary_table).agg(F.max("base_ts")).collect()[0][0]
     if watermark is None:
         return {}
-    months = [add_months(month, -i) for i in range(HISTORY_LENGTH)]
+    months = [add_months(month, -i) for i in range(lake.layout.history_length)]
     records = (
         lake.read(lake.accounts_table)
         .where((F.col(A) == account) & in_months(months) & (F.col("base_ts") <= F.lit(watermark)))
-        .withColumn(RECORD_ID, record_id(ACCOUNTS_ALL.fieldNames()))
+        .withColumn(RECORD_ID, record_id(lake.layout.accounts_all.fieldNames()))
     )
     applied = records
     if exists(lake.name(lake.rejects_table)):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
@@ -12,7 +14,8 @@ from pydantic import Field
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, CONTRACTS, create_table, ddl
+from backfill_assets.contracts.layout import DEFAULT_LAYOUT, ENV, Layout, load_layout
+from backfill_assets.contracts.tables import create_table, ddl
 from backfill_assets.resources.spark import SparkIceberg, latest_snapshot
 
 STATE_DDL = (
@@ -31,10 +34,19 @@ _RUNS_ADDED = (
     " summary_rows_written bigint",
     "branch string, tag string, applied_through timestamp",
 )
-# the record as delivered, with the run that rejected it and why (docs/spec.md §7)
-REJECTS_DDL = (
-    f"run_id string, rejected_at timestamp, rule string, message string, record_id string, {ddl(ACCOUNTS_ALL)}"
-)
+
+
+def rejects_ddl(layout: Layout) -> str:
+    """The rejects table: the record as delivered, with the run that rejected it and why (docs/spec.md §7)."""
+    source = ddl(layout.accounts_all)
+    return f"run_id string, rejected_at timestamp, rule string, message string, record_id string, {source}"
+
+
+@functools.cache
+def _layout(path: str) -> Layout:
+    return load_layout(path) if path else DEFAULT_LAYOUT
+
+
 WriteMode = Literal["merge-on-read", "copy-on-write", "table"]
 _MODE_PROPERTIES = ("write.merge.mode", "write.update.mode", "write.delete.mode")
 T = TypeVar("T")
@@ -68,6 +80,13 @@ class Lakehouse(dg.ConfigurableResource):
         default="backfill_rejects",
         description="Records that break a rule of docs/spec.md §7, as delivered, with the rule and the run.",
     )
+    layout_file: str = Field(
+        default_factory=lambda: os.environ.get(ENV, "").strip(),
+        description=(
+            "YAML file of the summary layout: its scalar columns, histories, history length and grid"
+            " (docs/spec.md §8). From BACKFILL_LAYOUT; empty: the default layout of docs/spec.md §2."
+        ),
+    )
     write_mode: WriteMode = Field(
         default="merge-on-read",
         description=(
@@ -79,6 +98,11 @@ class Lakehouse(dg.ConfigurableResource):
 
     def name(self, table: str) -> str:
         return self.spark.table(table)
+
+    @property
+    def layout(self) -> Layout:
+        """The summary layout in force (read once per file; a wrong entry raises `LayoutError` naming it)."""
+        return _layout(self.layout_file)
 
     def contract_table(self, table: str) -> str:
         """Catalog.namespace.name of a table of the contract (accounts_all, summary, latest_summary) as configured."""
@@ -104,14 +128,14 @@ class Lakehouse(dg.ConfigurableResource):
         """Create empty summary, latest, state, run-log and rejects tables on first use (each with a first snapshot)."""
         session = self.spark.session
         specs = {
-            self.summary_table: CONTRACTS["summary"].create_sql(self.name(self.summary_table)),
-            self.latest_table: CONTRACTS["latest_summary"].create_sql(self.name(self.latest_table)),
+            self.summary_table: self.layout.contracts["summary"].create_sql(self.name(self.summary_table)),
+            self.latest_table: self.layout.contracts["latest_summary"].create_sql(self.name(self.latest_table)),
             **{
                 table: create_table(self.name(table), columns, partitioned=False)
                 for table, columns in (
                     (self.state_table, STATE_DDL),
                     (self.runs_table, RUNS_DDL),
-                    (self.rejects_table, REJECTS_DDL),
+                    (self.rejects_table, rejects_ddl(self.layout)),
                 )
             },
         }

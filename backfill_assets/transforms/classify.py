@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.layout import Layout
 from backfill_assets.contracts.values import to_summary_values
 
 
@@ -16,12 +17,12 @@ def winners(records: DataFrame) -> DataFrame:
     return records.withColumn("_rank", F.row_number().over(order)).where("_rank = 1").drop("_rank")
 
 
-def classify(batch_winners: DataFrame, latest_summary: DataFrame) -> DataFrame:
+def classify(batch_winners: DataFrame, latest_summary: DataFrame, layout: Layout) -> DataFrame:
     """Summary values of each winning record plus its `case_type` against `latest_summary`.
 
     Reads only the key and month of `latest_summary`, joined on the batch's accounts.
     """
-    values = to_summary_values(batch_winners)
+    values = to_summary_values(batch_winners, layout)
     latest = latest_summary.select("cons_acct_key", F.col("rpt_as_of_mo").alias("latest_mo"))
     months_of_account = Window.partitionBy("cons_acct_key")
     case = (

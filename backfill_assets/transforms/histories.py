@@ -5,23 +5,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import SCALARS
+from backfill_assets.contracts.layout import Layout
 from backfill_assets.transforms.months import month_index
 
-PATCH_COLUMNS = (
-    "cons_acct_key",
-    "rpt_as_of_mo",
-    "target_mo",
-    "position",
-    "base_ts",
-    "is_deleted",
-    *SCALARS,
-    "own_row",
-    "base_mo",
-)
 
-
-def history_patches(joined: DataFrame) -> DataFrame:
+def history_patches(joined: DataFrame, layout: Layout) -> DataFrame:
     """Explode each joined record into patches: its own row (position 0) and every later target.
 
     A patch of a delete carries NULL values: the month is not active, so history shows NULL there.
@@ -36,7 +24,10 @@ def history_patches(joined: DataFrame) -> DataFrame:
         position.alias("position"),
         "base_ts",
         "is_deleted",
-        *[(F.col(c) if c == "soft_del_cd" else F.when(~F.col("is_deleted"), F.col(c))).alias(c) for c in SCALARS],
+        *[
+            (F.col(c) if c == "soft_del_cd" else F.when(~F.col("is_deleted"), F.col(c))).alias(c)
+            for c in layout.scalar_names
+        ],
         F.when(own_only, F.col("own_row")).alias("own_row"),
         F.when(own_only, F.col("base_mo")).alias("base_mo"),
     )

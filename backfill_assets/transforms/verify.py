@@ -1,9 +1,9 @@
 """`verify` (docs/spec.md §6): the invariant of §4 as internal consistency of the stored tables, in one pass.
 
 No records are read. `summary` is read once and shuffled once, by account: a window ordered by month
-gives every row position 0 and the delete flag of the account's row of each of the 35 months before
+gives every row position 0 and the delete flag of the account's row of each of the N − 1 months before
 it (`_frame`: one window frame per offset, evaluated in one pass of the window; at small about a
-third faster than collecting the 36 months into a list and searching it per position), which is
+third faster than collecting the N months into a list and searching it per position), which is
 what each history array must hold. Only a row whose array differs from that is looked at position
 by position (interpreted lambdas, so a clean table does not pay for them), to name the kind of
 disagreement. The row rules of `contracts.models` (lengths, grid, rating, sentinels) are evaluated
@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from backfill_assets.contracts.layout import Layout
 from backfill_assets.contracts.models import Rule, row_rules
-from backfill_assets.contracts.tables import HISTORIES, HISTORY_LENGTH, KEY, SUMMARY_COLUMNS
+from backfill_assets.contracts.tables import KEY
 from backfill_assets.contracts.validation import EXAMPLES, Problem, Report, key_order
 from backfill_assets.contracts.values import is_deleted
 from backfill_assets.transforms.months import month_index
 
 A, M = KEY
 TABLES = ("summary", "latest_summary")
-N = HISTORY_LENGTH
 
 # the kinds of a history position that breaks §4.2, in the order a row is reported under them
 DISAGREES = "position i must equal position 0 of the active row of month m - i"
@@ -63,14 +63,14 @@ class Flag:
         return f"{self.column}: {self.rule}"
 
 
-def _row_flags(table: str, frame: DataFrame, prefix: str) -> tuple[DataFrame, list[Flag]]:
+def _row_flags(table: str, frame: DataFrame, prefix: str, layout: Layout) -> tuple[DataFrame, list[Flag]]:
     """The row rules of `contracts.models` as boolean columns of `frame`, evaluated before any shuffle."""
-    rules = row_rules(table)
+    rules = row_rules(table, layout)
     if table == "summary":  # §4.2: position 0 is the month's own value
         active = ~is_deleted(F.col("soft_del_cd"))
-        for h, scalar in HISTORIES.items():
+        for h, scalar in layout.histories:
             own = F.col(h)[0]  # NULL-safe (an empty array gives NULL: its length is reported)
-            broken = active & (F.size(h) == N) & ~own.eqNullSafe(F.col(scalar))
+            broken = active & (F.size(h) == layout.history_length) & ~own.eqNullSafe(F.col(scalar))
             rules.append(Rule(h, OWN_VALUE.format(scalar=scalar), broken))
     names = [f"{prefix}{i}" for i in range(len(rules))]
     frame = frame.select(
@@ -80,23 +80,25 @@ def _row_flags(table: str, frame: DataFrame, prefix: str) -> tuple[DataFrame, li
     return frame, [Flag(table, r.column, r.rule, F.col(n), key) for r, n in zip(rules, names, strict=True)]
 
 
-def _frame(summary: DataFrame) -> tuple[DataFrame, list[Flag]]:
+def _frame(summary: DataFrame, layout: Layout) -> tuple[DataFrame, list[Flag]]:
     """summary rows after the one shuffle by account, each with `_entries`: at position i, month m - i's
     position-0 values and delete flag (NULL: no row)."""
     active = ~is_deleted(F.col("soft_del_cd"))
-    rows = summary.select(*SUMMARY_COLUMNS, month_index(M).alias(_IDX), active.alias(_ACTIVE))
-    rows, flags = _row_flags("summary", rows, "_rs")
+    rows = summary.select(*layout.summary_columns, month_index(M).alias(_IDX), active.alias(_ACTIVE))
+    rows, flags = _row_flags("summary", rows, "_rs", layout)
     by_month = Window.partitionBy(A).orderBy(_IDX)
     position0 = F.struct(
         F.col(_IDX).alias("idx"),
         F.col(_ACTIVE).alias("active"),
-        *[F.when(F.col(_ACTIVE), F.col(h)[0]).alias(h) for h in HISTORIES],
+        *[F.when(F.col(_ACTIVE), F.col(h)[0]).alias(h) for h in layout.history_sources],
     )
     whole = by_month.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing)
     framed = rows.select(
         "*",
         # position i: the row of month m - i (NULL: none), one frame per offset, all in one pass of the window
-        F.array(*[F.first(position0).over(by_month.rangeBetween(-i, -i)) for i in range(N)]).alias(_ENTRIES),
+        F.array(*[F.first(position0).over(by_month.rangeBetween(-i, -i)) for i in range(layout.history_length)]).alias(
+            _ENTRIES
+        ),
         F.min(_IDX).over(whole).alias(_FIRST),
         (F.count(F.lit(1)).over(by_month.rangeBetween(0, 0)) > 1).alias(_DUPS),
         (F.struct(_ACTIVE, _IDX) == F.max(F.struct(_ACTIVE, _IDX)).over(whole)).alias(_PICK),
@@ -106,17 +108,17 @@ def _frame(summary: DataFrame) -> tuple[DataFrame, list[Flag]]:
     return framed, flags
 
 
-def _history_flags(h: str) -> list[Flag]:
+def _history_flags(h: str, n: int) -> list[Flag]:
     """The four ways a history array of an active row can break §4.2, each judged only where §6 judges.
 
     Positions before the account's first row are not judged (history from an older system).
     """
-    judged = F.least(F.lit(N), F.col(_IDX) - F.col(_FIRST) + 1)
+    judged = F.least(F.lit(n), F.col(_IDX) - F.col(_FIRST) + 1)
     entries = F.col(_ENTRIES)
     expected = entries.getField(h)
     actual = F.col(h)
     differs = (
-        F.col(_ACTIVE) & (F.size(actual) == N) & ~F.slice(actual, 1, judged).eqNullSafe(F.slice(expected, 1, judged))
+        F.col(_ACTIVE) & (F.size(actual) == n) & ~F.slice(actual, 1, judged).eqNullSafe(F.slice(expected, 1, judged))
     )
 
     def at(kind: str) -> Column:
@@ -137,14 +139,15 @@ def _history_flags(h: str) -> list[Flag]:
     return [Flag("summary", h, kind, at(kind)) for kind in (DISAGREES, MISSING, TOMBSTONE, NO_ROW)]
 
 
-def _with_latest(judged: DataFrame, latest: DataFrame) -> tuple[DataFrame, list[Flag]]:
+def _with_latest(judged: DataFrame, latest: DataFrame, layout: Layout) -> tuple[DataFrame, list[Flag]]:
     """Every summary row, the row §2.3 picks joined with its account's latest_summary row (full outer)."""
     by_account = Window.partitionBy(A)
-    rows, flags = _row_flags("latest_summary", latest, "_rl")
+    columns = layout.summary_columns
+    rows, flags = _row_flags("latest_summary", latest, "_rl", layout)
     rows = rows.select(
         F.col(A).alias("_la"),
         F.struct(F.col(A).alias("a"), F.col(M).alias("m")).alias(_L_KEY),
-        F.struct(*SUMMARY_COLUMNS).alias(_L_ROW),
+        F.struct(*columns).alias(_L_ROW),
         F.row_number().over(by_account.orderBy(F.col(M).desc())).alias(_L_RANK),
         F.count(F.lit(1)).over(by_account).alias(_L_ROWS),
         *[f.violated for f in flags],
@@ -163,21 +166,21 @@ def _with_latest(judged: DataFrame, latest: DataFrame) -> tuple[DataFrame, list[
             "latest_summary",
             "*",
             LATEST_DIFFERS,
-            matched & same_month & ~F.col(_L_ROW).eqNullSafe(F.struct(*SUMMARY_COLUMNS)),
+            matched & same_month & ~F.col(_L_ROW).eqNullSafe(F.struct(*columns)),
             _L_KEY,
         ),
     ]
     return joined, flags
 
 
-def audit(summary: DataFrame, latest: DataFrame | None = None) -> tuple[DataFrame, list[Flag]]:
+def audit(summary: DataFrame, layout: Layout, latest: DataFrame | None = None) -> tuple[DataFrame, list[Flag]]:
     """The audit as a frame of flags (lazy): summary's rules, and latest_summary's when `latest` is given."""
-    judged, flags = _frame(summary)
-    for h in HISTORIES:
-        flags += _history_flags(h)
+    judged, flags = _frame(summary, layout)
+    for h in layout.history_sources:
+        flags += _history_flags(h, layout.history_length)
     if latest is None:
         return judged, flags
-    joined, latest_flags = _with_latest(judged, latest)
+    joined, latest_flags = _with_latest(judged, latest, layout)
     return joined, flags + latest_flags
 
 
@@ -209,14 +212,16 @@ def _examples(frame: DataFrame, flags: dict[int, Flag]) -> dict[int, list[tuple[
     return out
 
 
-def verify(summary: DataFrame, latest: DataFrame | None, tables: tuple[str, ...] = TABLES) -> list[Report]:
+def verify(
+    summary: DataFrame, latest: DataFrame | None, layout: Layout, tables: tuple[str, ...] = TABLES
+) -> list[Report]:
     """One report per table of `tables` (summary, latest_summary), in that order.
 
     `latest` may be None only when latest_summary is not judged. A clean audit is one Spark job.
     """
     if "latest_summary" in tables and latest is None:
         raise ValueError("verifying latest_summary needs the latest_summary table")
-    frame, flags = audit(summary, latest if "latest_summary" in tables else None)
+    frame, flags = audit(summary, layout, latest if "latest_summary" in tables else None)
     flags = [f for f in flags if f.table in tables]
     rows, counts = _counts(frame, flags)
     broken = {i: f for i, f in enumerate(flags) if counts[i]}

@@ -17,10 +17,16 @@ from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
 from backfill_assets import cli
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.resources.lakehouse import STATE_DDL, Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.fixtures import account_row, frame, summary_row
+from backfill_assets_tests.fixtures import (
+    ACCOUNTS_ALL,
+    SUMMARY,
+    SUMMARY_COLUMNS,
+    account_row,
+    frame,
+    summary_row,
+)
 
 T = dt.datetime(2024, 3, 5, 6, 7, 8, 123456)
 

@@ -13,12 +13,11 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY
 from backfill_assets.generate import DELIVERY_DAYS, GeneratedData, generate, write
 from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.rebuild import latest_of
-from backfill_assets_tests.fixtures import Record, assert_summary_equal, rows_by_key
+from backfill_assets_tests.fixtures import ACCOUNTS_ALL, SUMMARY, Record, assert_summary_equal, rows_by_key
 from backfill_assets_tests.reference_model import SENTINELS, ReferenceModel, deleted, month_index
 
 AMOUNTS = ("acct_credit_ext_am", "acct_bal_am", "past_due_am", "actual_pymt_am")

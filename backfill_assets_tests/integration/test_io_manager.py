@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from backfill_assets.io_manager import IcebergPartitionIOManager
 from backfill_assets.jobs import range_tags
 from backfill_assets.partitions import MONTHLY
+from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 
 SCHEMA = "cons_acct_key bigint, rpt_as_of_mo string, value int"
@@ -56,7 +57,7 @@ def materialize(resource: SparkIceberg, value: int, first: str, last: str, selec
     return dg.materialize(
         make_assets(value),
         selection=select,
-        resources={"spark": resource, "spark_io": IcebergPartitionIOManager(spark=resource)},
+        resources={"spark": resource, "spark_io": IcebergPartitionIOManager(lakehouse=Lakehouse(spark=resource))},
         tags=range_tags(first, last),
     )
 
@@ -86,7 +87,7 @@ def test_single_partition(spark: SparkSession, resource: SparkIceberg) -> None:
     dg.materialize(
         make_assets(6),
         selection="io_upstream",
-        resources={"spark": resource, "spark_io": IcebergPartitionIOManager(spark=resource)},
+        resources={"spark": resource, "spark_io": IcebergPartitionIOManager(lakehouse=Lakehouse(spark=resource))},
         partition_key="2024-02",
     )
     rows = spark.table(resource.table("io_upstream")).where(F.col("rpt_as_of_mo") == "2024-02").collect()

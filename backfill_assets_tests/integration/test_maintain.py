@@ -27,13 +27,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from backfill_assets import cli
-from backfill_assets.contracts.tables import SUMMARY
 from backfill_assets.resources.lakehouse import RUNS_DDL, STATE_DDL
 from backfill_assets.resources.maintenance import Upkeep, maintain
 from backfill_assets.resources.publish import write
 from backfill_assets.resources.runlog import Published, begin_run, end_run, open_runs, publish_run, unlock
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.fixtures import ROW_TS, Lake, frame, summary_row
+from backfill_assets_tests.fixtures import ROW_TS, SUMMARY, Lake, frame, summary_row
 
 RUNS, KEEP_DAYS, MONTH = 20, 7, "2024-01"
 TABLES = ("summary", "latest_summary")

@@ -22,13 +22,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from backfill_assets import cli
-from backfill_assets.contracts.tables import CASES, HISTORIES
+from backfill_assets.contracts.tables import CASES
 from backfill_assets.operations.runs import run_log
 from backfill_assets.resources.lakehouse import RUNS_DDL, STATE_DDL, Lakehouse
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import add_months, month_range
-from backfill_assets_tests.fixtures import Lake, next_ts, record
+from backfill_assets_tests.fixtures import HISTORIES, Lake, next_ts, record
 from backfill_assets_tests.reference_model import deleted
 
 MONTHS = month_range("2025-12", "2026-05")  # near the last partition: runs cover few months

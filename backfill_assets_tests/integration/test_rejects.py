@@ -15,14 +15,13 @@ from pyspark.sql import Row, SparkSession
 
 from backfill_assets import cli
 from backfill_assets.contracts.models import Bounds, rejections
-from backfill_assets.contracts.tables import ACCOUNTS_ALL
 from backfill_assets.contracts.validation import check_frame
 from backfill_assets.definitions import build_defs
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport, run_pending
 from backfill_assets.transforms.rejects import MESSAGE, RULE, accepted, tag, unseen
-from backfill_assets_tests.fixtures import Lake, account_row, frame, record
+from backfill_assets_tests.fixtures import ACCOUNTS_ALL, LAYOUT, Lake, account_row, frame, record
 
 MONTHS = ["2024-01", "2024-02", "2024-03"]
 FAR_FUTURE = dt.datetime(2099, 1, 1)
@@ -81,7 +80,7 @@ def test_each_record_is_rejected_under_the_first_rule_it_breaks(spark: SparkSess
     }
     rows = [account_row(None if a == 2 else a, month, base_ts=ts) for a, (_, month, ts) in rules.items()]
     df = frame(spark, rows, ACCOUNTS_ALL)
-    report = check_frame(df, "accounts_all", BOUNDS)
+    report = check_frame(df, "accounts_all", LAYOUT, BOUNDS)
     assert report.rows_read == 10
     assert report.rejected == {
         "null_key": 1,

@@ -12,12 +12,11 @@ from typing import Any
 import dagster as dg
 from pyspark.sql import SparkSession
 
-from backfill_assets.contracts.tables import SUMMARY
 from backfill_assets.definitions import build_defs
 from backfill_assets.monitors import FRESHNESS_KEY, SCHEMA_KEYS
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.spark import SparkIceberg
-from backfill_assets_tests.fixtures import Lake, frame, next_ts, record, summary_row
+from backfill_assets_tests.fixtures import SUMMARY, Lake, frame, next_ts, record, summary_row
 
 
 def _check(lake: Lake, key: dg.AssetCheckKey, limit_hours: float = 24) -> dg.AssetCheckEvaluation:

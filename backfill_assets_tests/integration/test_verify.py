@@ -19,13 +19,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from backfill_assets import cli
-from backfill_assets.contracts.tables import SUMMARY
 from backfill_assets.contracts.validation import Report
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.runner import RunReport
 from backfill_assets.transforms import verify as v
 from backfill_assets.verify_check import VERIFY_CHECK, VERIFY_CHECK_KEY
-from backfill_assets_tests.fixtures import Lake, frame, next_ts, record
+from backfill_assets_tests.fixtures import LAYOUT, SUMMARY, Lake, frame, next_ts, record
 from backfill_assets_tests.reference_model import ReferenceModel
 
 MONTHS = [f"2024-{m:02d}" for m in range(1, 13)]
@@ -72,7 +71,7 @@ class Warehouse:
 
     def audit(self) -> list[Report]:
         lake = self.lake
-        return v.verify(lake.spark.table(lake.table("summary")), lake.spark.table(lake.table("latest_summary")))
+        return v.verify(lake.spark.table(lake.table("summary")), lake.spark.table(lake.table("latest_summary")), LAYOUT)
 
 
 def _set(column: str, position: int, value: str) -> str:

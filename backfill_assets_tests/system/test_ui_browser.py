@@ -32,7 +32,7 @@ from backfill_assets.partitions import MONTHLY
 from backfill_assets.planning import required_range
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.transforms.months import month_range
-from backfill_assets_tests.fixtures import Lake
+from backfill_assets_tests.fixtures import LAYOUT, Lake
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("BACKFILL_UI_ARTIFACTS", REPO / "test-artifacts" / "ui"))
@@ -81,7 +81,7 @@ def ui(spark: SparkSession, spark_resource: SparkIceberg, tmp_path_factory: pyte
     last = MONTHLY.get_last_partition_key()
     assert last is not None
     lake.lakehouse.ensure_tables()
-    needed = required_range(lake.lakehouse.pending_months(lake.lakehouse.watermark()), last)
+    needed = required_range(lake.lakehouse.pending_months(lake.lakehouse.watermark()), last, LAYOUT.reach)
     assert needed is not None
 
     home = tmp_path_factory.mktemp("dagster_dev_home")

@@ -143,13 +143,13 @@ def test_maintenance_runs_as_a_job_on_a_stopped_daily_schedule() -> None:
 
 def test_maintain_covers_every_table_the_io_manager_writes() -> None:
     """`maintenance.INTERMEDIATE` names the IO manager's tables: the graph's assets `spark_io` stores (those
-    with a `spark_schema`; summary_backfilled commits to summary and latest_summary itself)."""
+    with a `contract`; summary_backfilled commits to summary and latest_summary itself)."""
     from backfill_assets.resources.maintenance import INTERMEDIATE
 
     graph = defs.resolve_asset_graph()
     stored = {
         key.path[-1]
         for key in graph.materializable_asset_keys
-        if graph.get(key).io_manager_key == "spark_io" and "spark_schema" in graph.get(key).metadata
+        if graph.get(key).io_manager_key == "spark_io" and "contract" in graph.get(key).metadata
     }
     assert set(INTERMEDIATE) == stored

@@ -9,9 +9,16 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.rebuild import latest_of, rebuild_summary
-from backfill_assets_tests.fixtures import Record, assert_summary_equal, rows_by_key
+from backfill_assets_tests.fixtures import (
+    ACCOUNTS_ALL,
+    LAYOUT,
+    SUMMARY,
+    SUMMARY_COLUMNS,
+    Record,
+    assert_summary_equal,
+    rows_by_key,
+)
 from backfill_assets_tests.reference_model import ReferenceModel, month_key
 
 Rows = dict[tuple[int, str], dict[str, Any]]
@@ -80,7 +87,7 @@ def expected_summary(records: list[Record]) -> Rows:
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_rebuild_equals_reference_model(spark: SparkSession, seed: int) -> None:
     records = random_records(seed)
-    actual = rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL))
+    actual = rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL), LAYOUT)
     assert tuple(actual.columns) == SUMMARY_COLUMNS
     assert [f.dataType for f in actual.schema] == [f.dataType for f in SUMMARY]
     assert_summary_equal(rows_by_key(actual), expected_summary(records))
@@ -92,14 +99,14 @@ def test_rebuild_windows_across_long_gaps_and_year_ends(spark: SparkSession) -> 
     months = ["2019-12", "2020-01", "2022-11", "2022-12", "2025-12"]
     records = [_record(rnd, 9, m, T0 + dt.timedelta(days=i)) | {"soft_del_cd": None} for i, m in enumerate(months)]
     records.append(_record(rnd, 9, "2022-12", T0 + dt.timedelta(days=30)) | {"soft_del_cd": "4"})
-    actual = rows_by_key(rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL)))
+    actual = rows_by_key(rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL), LAYOUT))
     assert_summary_equal(actual, expected_summary(records))
     assert (9, "2022-12") not in actual
     assert actual[(9, "2022-11")]["base_ts"] == T0 + dt.timedelta(days=2)
 
 
 def test_rebuild_of_nothing_is_empty(spark: SparkSession) -> None:
-    assert rebuild_summary(spark.createDataFrame([], ACCOUNTS_ALL)).count() == 0
+    assert rebuild_summary(spark.createDataFrame([], ACCOUNTS_ALL), LAYOUT).count() == 0
 
 
 def test_latest_of_prefers_newest_active_then_newest_deleted(spark: SparkSession) -> None:
@@ -126,6 +133,6 @@ def test_latest_of_rebuild_matches_reference_model(spark: SparkSession) -> None:
     model = ReferenceModel()
     model.deliver(records)
     model.run()
-    latest = latest_of(rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL)))
+    latest = latest_of(rebuild_summary(spark.createDataFrame(records, ACCOUNTS_ALL), LAYOUT))
     got = {r["cons_acct_key"]: r.asDict(recursive=True) for r in latest.collect()}
     assert got == model.latest()

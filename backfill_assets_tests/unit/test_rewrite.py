@@ -10,11 +10,10 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY, SUMMARY_COLUMNS
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.rewrite import (
-    OLD_COLUMNS,
     changed_latest_rows,
+    old_columns,
     rewrite,
     scalars_after,
     scalars_read,
@@ -22,8 +21,12 @@ from backfill_assets.transforms.rewrite import (
 )
 from backfill_assets.transforms.windows import join_windows
 from backfill_assets_tests.fixtures import (
+    ACCOUNTS_ALL,
+    LAYOUT,
     MONTHS,
     SCENARIOS,
+    SUMMARY,
+    SUMMARY_COLUMNS,
     next_ts,
     random_batch,
     record,
@@ -44,16 +47,17 @@ def updated_rows(spark: SparkSession, model: ReferenceModel, batch: list[Rec]) -
     """`rewrite` for `batch` on the model's state, given no old array but those of each account's base row."""
     summary = frame(spark, list(model.summary().values()), SUMMARY)
     latest = frame(spark, list(model.latest().values()), SUMMARY)
-    classified = classify(winners(frame(spark, batch, ACCOUNTS_ALL)), latest)
-    joined = join_windows(classified, summary.select(A, M, "soft_del_cd")).cache()
+    classified = classify(winners(frame(spark, batch, ACCOUNTS_ALL)), latest, LAYOUT)
+    joined = join_windows(classified, summary.select(A, M, "soft_del_cd"), LAYOUT.reach).cache()
     accounts = joined.select(A).distinct()
     first = joined.groupBy(A).agg(F.min(F.struct(M, "base_mo")).alias("_f"))
     base_keys = first.select(A, F.col("_f.base_mo").alias(M)).where(F.col(M).isNotNull())
     return rewrite(
         joined,
-        summary.select(*OLD_COLUMNS).join(accounts, A, "left_semi"),
+        summary.select(*old_columns(LAYOUT)).join(accounts, A, "left_semi"),
         summary.join(base_keys, [A, M], "left_semi"),
         latest.join(accounts, A, "left_semi"),
+        LAYOUT,
     ).cache()
 
 
@@ -150,7 +154,7 @@ def test_the_scalars_read_and_after_the_run_come_from_the_gathered_rows(spark: S
     model.deliver(random_batch(rng, range(1, 9), MONTHS, 60))
     model.run()
     batch = random_batch(rng, range(1, 12), MONTHS, 30)
-    scalars = OLD_COLUMNS[2:]
+    scalars = old_columns(LAYOUT)[2:]
     before = {k: {c: r.get(c) for c in scalars} for k, r in model.summary().items()}  # as the table holds them
     updated = updated_rows(spark, model, batch)
     read = _keyed(scalars_read(updated), A, M)

@@ -6,10 +6,9 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from backfill_assets.contracts.tables import ACCOUNTS_ALL
 from backfill_assets.contracts.values import payment_rating, to_summary_values
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
-from backfill_assets_tests.fixtures import record
+from backfill_assets_tests.fixtures import ACCOUNTS_ALL, LAYOUT, record
 from backfill_assets_tests.reference_model import rating
 
 
@@ -25,7 +24,7 @@ def test_payment_rating_and_sentinels_match_the_rules(spark: SparkSession) -> No
     got = [r[0] for r in df.select(payment_rating(df["d"], df["c"])).collect()]
     assert got == [rating(d, c) for d, c in rows]
     recs = [record(1, "2024-01", acct_bal_am=v) for v in (-2147483647, -214748364, -21474836, -1, -2, 0, None)]
-    values = to_summary_values(frame(spark, recs, ACCOUNTS_ALL)).collect()
+    values = to_summary_values(frame(spark, recs, ACCOUNTS_ALL), LAYOUT).collect()
     assert [r["balance_am"] for r in values] == [None, None, None, None, -2, 0, None]
 
 

@@ -11,8 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, ShortType, TimestampNTZType
 
 from backfill_assets.contracts.conform import ValidationError, check_table, validate_table
-from backfill_assets.contracts.tables import ACCOUNTS_ALL, SUMMARY
-from backfill_assets_tests.fixtures import account_row, frame, spark_jobs, summary_row
+from backfill_assets_tests.fixtures import ACCOUNTS_ALL, LAYOUT, SUMMARY, account_row, frame, spark_jobs, summary_row
 
 
 def accounts(spark: SparkSession, *rows: dict[str, Any]) -> DataFrame:
@@ -24,7 +23,7 @@ def summaries(spark: SparkSession, *rows: dict[str, Any]) -> DataFrame:
 
 
 def messages(df: DataFrame, table: str) -> list[str]:
-    return [p.message for p in check_table(df, table).problems]
+    return [p.message for p in check_table(df, table, LAYOUT).problems]
 
 
 def test_good_frames_pass_and_keep_every_value(spark: SparkSession) -> None:
@@ -33,7 +32,7 @@ def test_good_frames_pass_and_keep_every_value(spark: SparkSession) -> None:
         ("summary", summaries(spark, summary_row(1), summary_row(1, "2024-02")), SUMMARY),
         ("latest_summary", summaries(spark, summary_row(1), summary_row(2)), SUMMARY),
     ):
-        out = validate_table(df, table)
+        out = validate_table(df, table, LAYOUT)
         assert [(f.name, f.dataType) for f in out.schema] == [(f.name, f.dataType) for f in schema]
         assert sorted(out.collect()) == sorted(df.collect())
 
@@ -41,7 +40,7 @@ def test_good_frames_pass_and_keep_every_value(spark: SparkSession) -> None:
 def test_extra_and_reordered_columns_are_fine(spark: SparkSession) -> None:
     df = accounts(spark).withColumn("source_system", F.lit("X"))
     shuffled = df.select(*reversed(df.columns))
-    out = validate_table(shuffled, "accounts_all")
+    out = validate_table(shuffled, "accounts_all", LAYOUT)
     assert out.columns == ACCOUNTS_ALL.fieldNames()
     assert out.collect() == accounts(spark).collect()
 
@@ -55,7 +54,7 @@ def test_lossless_widenings_are_cast_to_spec_types(spark: SparkSession) -> None:
         .withColumn("balance_am_history", F.col("balance_am_history").cast(ArrayType(ShortType())))
         .withColumn("base_ts", F.col("base_ts").cast(TimestampNTZType()))
     )
-    out = validate_table(df, "summary")
+    out = validate_table(df, "summary", LAYOUT)
     assert [(f.name, f.dataType) for f in out.schema] == [(f.name, f.dataType) for f in SUMMARY]
     assert out.collect() == summaries(spark).collect()
 
@@ -84,7 +83,7 @@ def test_types_that_do_not_fit_are_refused(spark: SparkSession, column: str, cas
     assert message.startswith(f"{table}: column {column}: type ")
     assert "does not fit" in message
     with pytest.raises(ValidationError, match=column):
-        validate_table(df, table)
+        validate_table(df, table, LAYOUT)
 
 
 def test_missing_columns_are_all_named(spark: SparkSession) -> None:
@@ -175,9 +174,9 @@ def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: S
     good.count(), bad.count()
     one_pass = spark_jobs(spark, lambda: good.agg(F.count(F.lit(1))).first())
     problems: list[Any] = []
-    assert spark_jobs(spark, lambda: problems.extend(check_table(good, "accounts_all").problems)) == one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(good, "accounts_all", LAYOUT).problems)) == one_pass
     assert problems == []
-    assert spark_jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all").problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all", LAYOUT).problems)) == 2 * one_pass
     assert [p.reject for p in problems] == ["null_key", "bad_month"]  # each record under the first rule it breaks
     clean = summaries(spark, summary_row(1, "2024-01"), summary_row(1, "2024-02")).cache()
     broken = summaries(spark, summary_row(1, "202401", balance_am_history=[1]), summary_row(1, "202401")).cache()
@@ -185,17 +184,17 @@ def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: S
     keys = clean.groupBy("cons_acct_key", "rpt_as_of_mo")
     one_pass = spark_jobs(spark, lambda: keys.count().agg(F.count("*")).first())
     problems.clear()
-    assert spark_jobs(spark, lambda: problems.extend(check_table(clean, "summary").problems)) == one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(clean, "summary", LAYOUT).problems)) == one_pass
     assert problems == []
-    assert spark_jobs(spark, lambda: problems.extend(check_table(broken, "summary").problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(broken, "summary", LAYOUT).problems)) == 2 * one_pass
     assert {p.column for p in problems} == {"rpt_as_of_mo", "balance_am_history", "cons_acct_key, rpt_as_of_mo"}
 
 
 def test_schema_problems_cost_no_job(spark: SparkSession) -> None:
     df = accounts(spark).drop("base_ts")
-    assert spark_jobs(spark, lambda: check_table(df, "accounts_all")) == 0
+    assert spark_jobs(spark, lambda: check_table(df, "accounts_all", LAYOUT)) == 0
 
 
 def test_unknown_table(spark: SparkSession) -> None:
     with pytest.raises(ValueError, match="unknown table"):
-        check_table(accounts(spark), "accounts")
+        check_table(accounts(spark), "accounts", LAYOUT)

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.contracts.tables import SUMMARY
 from backfill_assets.transforms import verify as v
-from backfill_assets_tests.fixtures import frame, record
+from backfill_assets_tests.fixtures import LAYOUT, SUMMARY, frame, record
 from backfill_assets_tests.reference_model import ReferenceModel
 
 Rows = dict[tuple[int, str], dict[str, Any]]
@@ -34,7 +33,9 @@ def clean() -> tuple[Rows, dict[int, dict[str, Any]]]:
 
 def broken(spark: SparkSession, summary: Rows, latest: dict[int, dict[str, Any]]) -> dict[tuple[str, str], Any]:
     """(table, rule name) -> the Problem, of every broken rule."""
-    reports = v.verify(frame(spark, list(summary.values()), SUMMARY), frame(spark, list(latest.values()), SUMMARY))
+    reports = v.verify(
+        frame(spark, list(summary.values()), SUMMARY), frame(spark, list(latest.values()), SUMMARY), LAYOUT
+    )
     assert [r.table for r in reports] == ["summary", "latest_summary"]
     assert reports[0].rows_read == len(summary) and reports[1].rows_read == len(latest)
     return {(p.table, f"{p.column}: {p.rule}"): p for r in reports for p in r.problems}
@@ -86,7 +87,7 @@ def test_row_rules_length_grid_rating_sentinel_and_keys(spark: SparkSession) -> 
     summary[(9, "2024-12")]["credit_limit_am"] = -1  # the last row: no later row repeats position 0
     _set(summary[(9, "2024-12")], "credit_limit_am_history", 0, -1)
     rows = [*summary.values(), summary[(1, "2024-02")]]
-    reports = v.verify(frame(spark, rows, SUMMARY), frame(spark, list(latest.values()), SUMMARY), ("summary",))
+    reports = v.verify(frame(spark, rows, SUMMARY), frame(spark, list(latest.values()), SUMMARY), LAYOUT, ("summary",))
     found = {f"{p.column}: {p.rule}": p.examples for r in reports for p in r.problems}
     assert found == {
         "past_due_am_history: must hold 36 elements (NULL only on a deleted row)": ((6, "2024-03"),),
@@ -106,7 +107,9 @@ def test_latest_summary_rules(spark: SparkSession) -> None:
     del latest[5]  # missing
     latest[42] = {**latest[6], "cons_acct_key": 42}  # no summary rows
     rows = [*latest.values(), summary[(7, "2024-11")]]  # account 7 twice
-    reports = v.verify(frame(spark, list(summary.values()), SUMMARY), frame(spark, rows, SUMMARY), ("latest_summary",))
+    reports = v.verify(
+        frame(spark, list(summary.values()), SUMMARY), frame(spark, rows, SUMMARY), LAYOUT, ("latest_summary",)
+    )
     assert [r.table for r in reports] == ["latest_summary"]
     found = {f"{p.column}: {p.rule}": (p.rows, p.examples) for p in reports[0].problems}
     assert found == {
