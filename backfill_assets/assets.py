@@ -18,6 +18,7 @@ from backfill_assets.checks import gate, md_table, result, spec
 from backfill_assets.contracts.tables import CASES
 from backfill_assets.contracts.validation import check_structure
 from backfill_assets.faults import fault_point
+from backfill_assets.io_manager import column_schema
 from backfill_assets.operations.diff import column_changes
 from backfill_assets.partitions import MONTHLY
 from backfill_assets.planning import selection_problem
@@ -143,6 +144,8 @@ def _classified_metadata(batch: Batch, rejected: dict[str, int], started: float)
         **_rejected_metadata(rejected),
         "rejects_table": batch.lakehouse.name(batch.lakehouse.rejects_table),
         "duration_s": _seconds(started),
+        "layout": run.lakehouse.layout_file or "default (docs/spec.md §2)",
+        "dagster/column_schema": column_schema(run.layout.summary),
     }
 
 
@@ -300,7 +303,8 @@ def summary_backfilled(
 def _summary_metadata(
     context: AssetExecutionContext, run: SummaryBackfill, commit: Commit, started: float
 ) -> dict[str, Any]:
-    """Rows read and written (per month), the snapshots published and the run's tag, the first rows changed."""
+    """Rows read and written (per month), the snapshots published and the run's tag, the first rows changed, and
+    the summary's columns under the layout in force (the asset's Columns tab)."""
     per_month = run.rows_by_month()
     rows = sum(m.get("rows_written", 0) for m in per_month.values())
     touched = sum(1 for m in per_month.values() if m.get("rows_written"))
@@ -326,4 +330,6 @@ def _summary_metadata(
             ],
         ),
         "duration_s": _seconds(started),
+        "layout": run.lakehouse.layout_file or "default (docs/spec.md §2)",
+        "dagster/column_schema": column_schema(run.layout.summary),
     }

@@ -17,6 +17,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
+import re
 import resource
 import threading
 import time
@@ -24,9 +26,11 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
+import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -187,7 +191,15 @@ def _generate(spark_resource: SparkIceberg, lakehouse: Lakehouse, accounts: int,
     baseline = spark_resource.table("bench_baseline")
     tables = [lakehouse.accounts_table, lakehouse.summary_table, lakehouse.latest_table]
     print(f"generating {accounts} accounts × 36 months, {older} older months (seed {seed}) …", flush=True)
-    data = generate(session, accounts=accounts, months=36, end_month=END_MONTH, seed=seed, older_months=older)
+    data = generate(
+        session,
+        accounts=accounts,
+        months=36,
+        end_month=END_MONTH,
+        seed=seed,
+        older_months=older,
+        layout=lakehouse.layout,
+    )
     write(data, lakehouse)
     rows = [(t, lakehouse.snapshot_id(t)) for t in tables]
     session.createDataFrame(rows, "table string, snapshot_id bigint").writeTo(baseline).createOrReplace()
@@ -201,7 +213,8 @@ def check_sample(spark: SparkSession, lakehouse: Lakehouse, late_accounts: list[
     """
     accounts = spark.table(lakehouse.name(lakehouse.accounts_table)).where(F.col("cons_acct_key").isin(late_accounts))
     records = [r.asDict() for r in accounts.collect()]
-    model = ReferenceModel()
+    layout = yaml.safe_load(Path(lakehouse.layout_file).read_text()) if lakehouse.layout_file else None
+    model = ReferenceModel(layout)
     model.deliver(r for r in records if r["base_ts"] <= applied)
     model.run()
     model.deliver(r for r in records if r["base_ts"] > applied)
@@ -268,17 +281,28 @@ class Measured:
         return self.backfill.seconds / self.floor_seconds
 
 
+def _layout_name(layout_file: str) -> str:
+    """A namespace-safe name of a layout file (its stem): each layout has tables of its own."""
+    return re.sub(r"[^a-z0-9]+", "_", Path(layout_file).stem.lower())
+
+
 def measure(
-    size: str, seed: int, older: int, sample: int | None, conf: dict[str, str], batch_tenths: int = 10
+    size: str,
+    seed: int,
+    older: int,
+    sample: int | None,
+    conf: dict[str, str],
+    batch_tenths: int = 10,
+    layout_file: str = "",
 ) -> Measured:
     """Generate or reset the workload, warm up, then time the floor, the backfill and the floor again, and check.
 
     The floor is timed before and after the backfill (both read the summary as it was before it),
     and the ratio takes their mean: this machine's speed drifts within minutes.
     """
-    suffix = f"_older{older}" if older else ""
+    suffix = (f"_older{older}" if older else "") + (f"_{_layout_name(layout_file)}" if layout_file else "")
     spark_resource = SparkIceberg(namespace=f"bench_{size}_{seed}{suffix}", extra_conf=conf)
-    lakehouse = Lakehouse(spark=spark_resource)
+    lakehouse = Lakehouse(spark=spark_resource, layout_file=layout_file)
     spark = spark_resource.session
     meter = Meter(spark)
     workload(spark_resource, lakehouse, SIZES[size], seed, older, batch_tenths)
@@ -287,7 +311,7 @@ def measure(
     applied = lakehouse.watermark()
     assert applied is not None
     months = lakehouse.pending_months(applied)
-    first, last = months[0], min(add_months(months[-1], 35), END_MONTH)
+    first, last = months[0], min(add_months(months[-1], lakehouse.layout.reach), END_MONTH)
     summary = lakehouse.read(lakehouse.summary_table, lakehouse.snapshot_id(lakehouse.summary_table))
     summary_rows = summary.count()
     affected = summary.where(F.col("rpt_as_of_mo").between(first, last))
@@ -418,6 +442,12 @@ def main(argv: list[str] | None = None) -> None:
         help="measure each workload this many times and print the run of the median ratio (a noisy machine)",
     )
     args.add_argument(
+        "--layout",
+        default=os.environ.get("BACKFILL_LAYOUT", ""),
+        metavar="FILE",
+        help="summary layout file (default: $BACKFILL_LAYOUT, else the default layout); its own tables",
+    )
+    args.add_argument(
         "--conf",
         action="append",
         default=[],
@@ -432,12 +462,15 @@ def main(argv: list[str] | None = None) -> None:
     sample = opts.sample if opts.sample is not None else SAMPLES[opts.size]
 
     def measured(older: int, tenths: int = 10) -> Measured:
-        return median_run([measure(opts.size, opts.seed, older, sample, conf, tenths) for _ in range(opts.repeat)])
+        return median_run(
+            [measure(opts.size, opts.seed, older, sample, conf, tenths, opts.layout) for _ in range(opts.repeat)]
+        )
 
     base = measured(0)
     smaller = measured(0, opts.small_batch) if opts.small_batch else None
     older = measured(opts.older_months) if opts.older_months else None
-    print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}", base)
+    layout = f", layout {opts.layout}" if opts.layout else ""
+    print_table(f"backfill benchmark: size {opts.size} ({accounts} × 36 months), seed {opts.seed}{layout}", base)
     if smaller is not None:
         print_table(f"the same tables with {opts.small_batch} tenth(s) of the batch", smaller)
         s, b = smaller.backfill, base.backfill

@@ -34,15 +34,17 @@ from backfill_assets.resources.spark import SparkIceberg
 __all__ = ["EXIT_FAILURE", "EXIT_REFUSED", "PROG", "CliError", "delivered_month", "main", "parser", "run_options"]
 
 
-def main(argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None) -> int:
-    """Entry point of the console script; `spark` replaces the configured resource (tests)."""
+def main(
+    argv: Sequence[str] | None = None, *, spark: SparkIceberg | None = None, layout_file: str | None = None
+) -> int:
+    """Entry point of the console script; `spark` and `layout_file` replace the configured ones (tests)."""
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     command = "command"
     try:
         args = parser().parse_args(argv)
         command = args.command
         options = run_options(args.watermark, args.refresh) if args.command == "run" else None  # before Spark starts
-        ctx = Context(spark, args.namespace)
+        ctx = Context(spark, args.namespace, layout_file)
         if args.command == "import":
             cmd_import(ctx, args.table, args.parquet, args.replace)
         elif args.command == "export":

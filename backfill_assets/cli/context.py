@@ -1,7 +1,7 @@
 """What one command works with: the Spark resource, the lakehouse and the Dagster definitions.
 
 Spark and catalog settings come from `definitions.defs.resources["spark"]` (one place to configure);
-table names from its `lakehouse` resource. Tests inject their own resource via `main(spark=...)`.
+table names and the layout from its `lakehouse` resource. Tests inject their own via `main(spark=..., layout_file=...)`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ TABLES = USER_TABLES  # accounts_all, summary, latest_summary
 class Context:
     """The Spark resource, lakehouse and Dagster definitions one command works with."""
 
-    def __init__(self, spark: SparkIceberg | None, namespace: str | None) -> None:
+    def __init__(self, spark: SparkIceberg | None, namespace: str | None, layout_file: str | None = None) -> None:
         resources = definitions.defs.resources or {}
         base_spark, base_lakehouse = resources["spark"], resources["lakehouse"]
         assert isinstance(base_spark, SparkIceberg) and isinstance(base_lakehouse, Lakehouse)
@@ -31,10 +31,11 @@ class Context:
         if namespace:
             resource = _with(resource, namespace=namespace)
         self.spark = resource
-        if resource is base_spark:
+        if resource is base_spark and layout_file is None:
             self.lakehouse, self.defs = base_lakehouse, definitions.defs
         else:
-            self.lakehouse = Lakehouse(**{**_fields(base_lakehouse), "spark": resource})
+            layout = base_lakehouse.layout_file if layout_file is None else layout_file
+            self.lakehouse = Lakehouse(**{**_fields(base_lakehouse), "spark": resource, "layout_file": layout})
             self.defs = definitions.build_defs(resource, self.lakehouse)
 
     def table_name(self, table: str) -> str:

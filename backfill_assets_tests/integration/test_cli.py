@@ -204,6 +204,12 @@ BAD = {
         lambda s: summary_df(s, [summary_row(9, "2024-06"), summary_row(9, "2024-06", balance_am=1)]),
         "cons_acct_key=9, rpt_as_of_mo='2024-06'",
     ),
+    "a column the layout lacks": Bad(
+        "summary",
+        "bureau_code",
+        lambda s: summary_df(s, [summary_row(9, "2024-08")]).withColumn("bureau_code", F.lit("X")),
+        None,
+    ),
     "key already in the table": Bad(
         "summary",
         "cons_acct_key, rpt_as_of_mo",

@@ -15,23 +15,25 @@ from backfill_assets.resources.lakehouse import Lakehouse
 from backfill_assets.resources.spark import SparkIceberg
 
 SCHEMA = "cons_acct_key bigint, rpt_as_of_mo string, value int"
+WIDER = f"{SCHEMA}, code string"  # the same asset's columns under another layout
 # an input of months s-35 … s: a range of which some months were never materialised
 HISTORY_WINDOW = dg.TimeWindowPartitionMapping(
     start_offset=-35, end_offset=0, allow_nonexistent_upstream_partitions=True
 )
 
 
-def make_assets(value: int) -> list[dg.AssetsDefinition]:
+def make_assets(value: int, schema: str = SCHEMA) -> list[dg.AssetsDefinition]:
     @dg.asset(
         partitions_def=MONTHLY,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key="spark_io",
-        metadata={"spark_schema": SCHEMA},
+        metadata={"spark_schema": schema},
     )
     def io_upstream(context: AssetExecutionContext, spark: SparkIceberg) -> DataFrame:
         # rows for every selected month but the first, so that one selected month ends up empty
-        rows = [(a, m, value) for m in context.partition_keys[1:] for a in (1, 2)]
-        return spark.session.createDataFrame(rows, SCHEMA)
+        extra = ("x",) if schema == WIDER else ()
+        rows = [(a, m, value, *extra) for m in context.partition_keys[1:] for a in (1, 2)]
+        return spark.session.createDataFrame(rows, schema)
 
     @dg.asset(
         partitions_def=MONTHLY,
@@ -53,9 +55,11 @@ def resource(spark: SparkSession, spark_resource: SparkIceberg, request: pytest.
     return res
 
 
-def materialize(resource: SparkIceberg, value: int, first: str, last: str, select: str) -> dg.ExecuteInProcessResult:
+def materialize(
+    resource: SparkIceberg, value: int, first: str, last: str, select: str, schema: str = SCHEMA
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        make_assets(value),
+        make_assets(value, schema),
         selection=select,
         resources={"spark": resource, "spark_io": IcebergPartitionIOManager(lakehouse=Lakehouse(spark=resource))},
         tags=range_tags(first, last),
@@ -105,3 +109,17 @@ def test_load_range_with_months_never_materialised(spark: SparkSession, resource
 def test_load_before_any_materialisation_is_empty(spark: SparkSession, resource: SparkIceberg) -> None:
     result = materialize(resource, 1, "2024-03", "2024-04", "io_downstream")
     assert result.get_asset_materialization_events()[0].materialization.metadata["rows"].value == 0
+
+
+def test_a_table_written_under_other_columns_is_replaced(spark: SparkSession, resource: SparkIceberg) -> None:
+    """After a layout change an intermediate asset's stored columns differ: its table is made again, with the
+    new columns, holding only what the new write put there (it holds derived data only)."""
+    table = resource.table("io_upstream")
+    materialize(resource, 1, "2024-01", "2024-04", "io_upstream")
+    result = materialize(resource, 2, "2024-03", "2024-04", "io_upstream", WIDER)
+    assert spark.table(table).columns == ["cons_acct_key", "rpt_as_of_mo", "value", "code"]
+    assert {(r["rpt_as_of_mo"], r["value"], r["code"]) for r in spark.table(table).collect()} == {("2024-04", 2, "x")}
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    assert [c.name for c in meta["dagster/column_schema"].value.columns] == spark.table(table).columns
+    materialize(resource, 3, "2024-03", "2024-04", "io_upstream", WIDER)  # the same columns: kept, no new table
+    assert snapshots(spark, table) == 2
