@@ -137,6 +137,16 @@ class Lake:
         self.model.run()
         return report
 
+    def apply_each(self, batches: Iterable[list[dict[str, Any]]]) -> set[str]:
+        """Deliver and run each batch in turn, comparing with the model after each run; the cases the runs read."""
+        cases: set[str] = set()
+        for batch in batches:
+            self.deliver(batch)
+            read = self.run().metadata["classified_accounts"]
+            cases |= {c for c in ("I", "II", "III", "IV") if read[f"case_{c}"]}
+            self.assert_matches_model()
+        return cases
+
     def try_run(self) -> RunReport:
         """A run that may fail (the model is not advanced)."""
         return run_pending(self.defs, self.instance)
