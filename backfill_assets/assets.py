@@ -144,8 +144,6 @@ def _classified_metadata(batch: Batch, rejected: dict[str, int], started: float)
         **_rejected_metadata(rejected),
         "rejects_table": batch.lakehouse.name(batch.lakehouse.rejects_table),
         "duration_s": _seconds(started),
-        "layout": run.lakehouse.layout_file or "default (docs/spec.md §2)",
-        "dagster/column_schema": column_schema(run.layout.summary),
     }
 
 

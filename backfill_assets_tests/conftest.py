@@ -5,6 +5,7 @@ on several workers (the longest first)."""
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,7 +64,7 @@ def spark_resource(warehouse: Path) -> SparkIceberg:
         master="local[2]",
         warehouse=str(warehouse),
         shuffle_partitions=2,
-        driver_memory="2g",
+        driver_memory="3g",
         extra_conf={"spark.ui.enabled": "false", "spark.sql.adaptive.coalescePartitions.enabled": "true"},
     )
 
@@ -74,3 +75,18 @@ def spark(spark_resource: SparkIceberg) -> Iterator[SparkSession]:
     session = spark_resource.session
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_module_garbage() -> Iterator[None]:
+    """After each module (its module fixtures torn down first), collect Python's and the JVM's garbage.
+
+    One JVM serves a worker's hundreds of runs. Spark frees the storage blocks of finished queries (the
+    broadcasts every Iceberg scan makes) only once the JVM has collected their plans; left to chance, they
+    filled a worker's storage memory during the layout tests and later runs failed for execution memory.
+    """
+    yield
+    session = SparkSession.getActiveSession()
+    if session is not None:
+        gc.collect()
+        session.sparkContext._jvm.System.gc()  # type: ignore[attr-defined]
