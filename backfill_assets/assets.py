@@ -244,13 +244,13 @@ _SUMMARY_RULES = "keys and months, one row per key, N-position histories, grid =
         spec(
             ROWS_CHECK,
             "summary_backfilled",
-            f"The summary rows the run wrote, as its branch holds them: {_SUMMARY_RULES}.",
+            f"The summary rows the run wrote: {_SUMMARY_RULES}; its branch holds each once, from the run's MERGE.",
         ),
         spec(
             LATEST_ROWS_CHECK,
             "summary_backfilled",
-            "The latest_summary rows the run wrote, as its branch holds them, each equal to the newest"
-            " active summary row after the run.",
+            "The latest_summary rows the run wrote (its branch holds each once, from the run's MERGE), each equal"
+            " to the newest active summary row after the run.",
         ),
     ],
 )

@@ -25,6 +25,7 @@ from backfill_assets.contracts.validation import (
     check_frame,
     check_structure,
     column_mismatches,
+    held_once,
     latest_disagreements,
 )
 from backfill_assets.operations.diff import RowChange, row_change
@@ -212,6 +213,11 @@ def _latest_read(updated: DataFrame, columns: tuple[str, ...]) -> DataFrame:
     )
 
 
+def _held(computed: Report, held: Report) -> Report:
+    """The report of the rows a run wrote: their rules (as computed) and how its branch holds them (`held_once`)."""
+    return replace(computed, rows_read=held.rows_read, problems=[*held.problems, *computed.problems])
+
+
 def _all_there(report: Report, intended: int) -> Report:
     """`report` with a problem when the branch holds another number of the run's rows than it MERGEd."""
     if report.rows_read == intended:
@@ -303,7 +309,7 @@ class SummaryBackfill(_Cached):
         assert counts is not None
         self.intended = (int(counts[0]), int(counts[1]))
         self.written, self.latest_new = written_rows(self.updated), changed_latest_rows(self.updated)
-        self.heads = publish.write(
+        self.heads, self.merged = publish.write(
             self.lakehouse,
             run_id,
             self.written if counts[0] else None,
@@ -312,23 +318,30 @@ class SummaryBackfill(_Cached):
         )
 
     def check_writes(self, run_id: str) -> tuple[Report, list[Report]]:
-        """The reports of the rows the branches hold: the summary rows and latest_summary rows written, and the
-        agreement of each account's latest_summary row with its newest active summary row after the run."""
-        lake, (first, last) = self.lakehouse, self.months
+        """The reports of the rows written, and of the agreement of each account's latest_summary row with its
+        newest active summary row after the run.
+
+        The rows written are judged by the row rules as the run computed them (cached), and the branches are
+        judged to hold exactly those rows: each written key once, from a data file of the run's MERGE
+        (`held_once` reads keys and file names, no history). Reading the written rows back whole would
+        decode every row of the files they share with rows the run did not touch: a cost that follows the
+        table, not the batch.
+        """
+        lake, (first, last), layout = self.lakehouse, self.months, self.layout
         summary = publish.read_branch(lake, lake.summary_table, run_id).where(F.col(M).between(first, last))
         latest = publish.read_branch(lake, lake.latest_table, run_id)
         summary_after = scalars_after(self.updated)
-        self.written_report, *self.latest_reports = concurrently(
-            lambda: check_frame(summary.join(self.written.select(A, M), [A, M], "left_semi"), "summary", self.layout),
-            lambda: check_frame(latest.join(self.latest_new.select(A), A, "left_semi"), "latest_summary", self.layout),
+        written, held, latest_written, latest_held, agrees = concurrently(
+            lambda: check_frame(self.written, "summary", layout),
+            lambda: held_once(summary, self.written.select(A, M), self.merged[lake.summary_table], "summary"),
+            lambda: check_frame(self.latest_new, "latest_summary", layout),
+            lambda: held_once(latest, self.latest_new.select(A), self.merged[lake.latest_table], "latest_summary"),
             lambda: latest_disagreements(
                 latest.join(self.updated.select(A).distinct(), A, "left_semi"), summary_after, self.window
             ),
         )
-        self.written_report, self.latest_reports[0] = (
-            _all_there(report, n)
-            for report, n in zip((self.written_report, self.latest_reports[0]), self.intended, strict=True)
-        )
+        self.written_report = _all_there(_held(written, held), self.intended[0])
+        self.latest_reports = [_all_there(_held(latest_written, latest_held), self.intended[1]), agrees]
         return self.written_report, self.latest_reports
 
     def publish(self, run_id: str) -> Commit:

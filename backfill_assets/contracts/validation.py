@@ -272,3 +272,39 @@ def latest_disagreements(latest: DataFrame, summary_rows: DataFrame, months: tup
         rule = f"must equal the newest active summary row of its account (month {want[M]})"
         problems.append(Problem("latest_summary", column, rule, int(row["bad"]), (got[A], got[M]), "account"))
     return Report("latest_summary", int(row["n"]), problems)
+
+
+def held_once(branch: DataFrame, keys: DataFrame, files: list[str], table: str) -> Report:
+    """How `branch` holds the rows a run wrote at `keys` (distinct): each key once, from one of `files`
+    (the data files the run's MERGE added), else a problem naming an example.
+
+    Reads the key and Iceberg's `_file` column only, so no history is decoded: the rows' content is judged
+    as the run computed them (`check_frame`), and this shows the branch holds exactly those rows.
+    """
+    key = keys.columns
+    foreign = ~F.col("_file").isin(files) if files else F.lit(True)
+    per_key = (
+        branch.select(A, M, "_file")
+        .join(keys, key, "left_semi")
+        .groupBy(*key)
+        .agg(F.count(F.lit(1)).alias("n"), F.count(F.when(foreign, True)).alias("foreign"), F.min(M).alias("m"))
+    )
+    example = F.struct(F.col(A).alias("a"), F.col("m").alias("m"))
+    row = per_key.agg(
+        F.sum("n").alias("rows"),
+        F.count(F.when(F.col("n") > 1, True)).alias("dup"),
+        F.min(F.when(F.col("n") > 1, example)).alias("dup_e"),
+        F.count(F.when(F.col("foreign") > 0, True)).alias("foreign"),
+        F.min(F.when(F.col("foreign") > 0, example)).alias("foreign_e"),
+    ).first()
+    assert row is not None
+    rules = {
+        "dup": "key must be unique",
+        "foreign": "held by a data file the run's MERGE did not write (a version the run did not compute)",
+    }
+    problems = [
+        Problem(table, ", ".join(key), rule, int(row[found]), _key(row[f"{found}_e"]), "key")
+        for found, rule in rules.items()
+        if row[found]
+    ]
+    return Report(table, int(row["rows"] or 0), problems)

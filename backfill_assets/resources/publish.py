@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from backfill_assets.faults import fault_point
 from backfill_assets.resources.lakehouse import STATE_DDL, Lakehouse
-from backfill_assets.resources.spark import iceberg_table, ref_snapshot, snapshot_by_id
+from backfill_assets.resources.spark import added_data_files, iceberg_table, ref_snapshot, snapshot_by_id
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Commit:
     latest_rows_written: int
 
 
+Merged = dict[str, list[str]]  # per table: the data files the run's MERGE added to its branch
+
+
 def branch(run_id: str) -> str:
     return f"backfill-{run_id}"
 
@@ -54,13 +57,15 @@ def _tables(lake: Lakehouse) -> tuple[str, str]:
 
 def write(
     lake: Lakehouse, run_id: str, rows: DataFrame | None, latest: DataFrame | None, months: tuple[str, str]
-) -> Heads:
+) -> tuple[Heads, Merged]:
     """Branch both tables at their `main` and MERGE the run's rows into the branches; `main` does not move.
 
     None: nothing to write to that table (its branch stays at `main`). The summary MERGE matches only
-    within the run's months, so Iceberg prunes the other partitions.
+    within the run's months, so Iceberg prunes the other partitions. Returns the branches' heads and the
+    data files each MERGE added (what the write checks expect the run's rows in).
     """
     session, name = lake.spark.session, branch(run_id)
+    merged: Merged = {lake.summary_table: [], lake.latest_table: []}
     for table in _tables(lake):
         lake.set_write_mode(table)
         refs = iceberg_table(lake.spark, lake.name(table)).manageSnapshots()
@@ -76,6 +81,7 @@ def write(
                    AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
                 WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
         )
+        merged[lake.summary_table] = _merge_files(lake, lake.summary_table, run_id)
     if latest is not None:
         latest.createOrReplaceTempView("_backfill_latest")
         session.sql(
@@ -83,10 +89,18 @@ def write(
                 ON t.cons_acct_key = s.cons_acct_key
                 WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
         )
+        merged[lake.latest_table] = _merge_files(lake, lake.latest_table, run_id)
     fault_point("auditing")
     summary, latest_head = (ref_snapshot(lake.spark, lake.name(t), name) for t in _tables(lake))
     assert summary is not None and latest_head is not None
-    return Heads(summary, latest_head)
+    return Heads(summary, latest_head), merged
+
+
+def _merge_files(lake: Lakehouse, table: str, run_id: str) -> list[str]:
+    """The data files of the MERGE just committed to the run's branch of `table`."""
+    head = ref_snapshot(lake.spark, lake.name(table), branch(run_id))
+    assert head is not None
+    return added_data_files(lake.spark, lake.name(table), head)
 
 
 def read_branch(lake: Lakehouse, table: str, run_id: str) -> DataFrame:

@@ -172,6 +172,16 @@ def ref_snapshot(spark: SparkIceberg, table: str, ref: str) -> int | None:
     return None if found is None else int(found.snapshotId())
 
 
+def added_data_files(spark: SparkIceberg, table: str, snapshot_id: int) -> list[str]:
+    """Paths of the data files one snapshot added, from its manifests (Iceberg's table API: no Spark job)."""
+    iceberg = iceberg_table(spark, table)
+    files = iceberg.snapshot(snapshot_id).addedDataFiles(iceberg.io()).iterator()
+    paths = []
+    while files.hasNext():
+        paths.append(str(files.next().location()))
+    return paths
+
+
 def iceberg_table(spark: SparkIceberg, table: str) -> Any:
     session: Any = spark.session
     return session._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(session._jsparkSession, table)

@@ -121,15 +121,33 @@ def test_a_reader_sees_main_move_only_at_publish_and_consistent_pairs_at_the_tag
     assert changed and shown == [(f"| {a}", m) for a, m in changed[:5]]
 
 
+_ROW_THE_RUN_WROTE = "ORDER BY base_ts DESC LIMIT 1"
+CORRUPTIONS = {  # what another writer does to the run's branch while it waits → what the write check says
+    "a second row of a written key": (
+        "INSERT INTO {branch} SELECT * FROM {branch} " + _ROW_THE_RUN_WROTE,
+        "key must be unique",
+    ),
+    "a written row changed": (  # the run's own rows look right; the branch holds another version of one
+        "MERGE INTO {branch} t USING (SELECT * FROM {branch} " + _ROW_THE_RUN_WROTE + ") s"
+        " ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo"
+        " WHEN MATCHED THEN UPDATE SET t.balance_am = t.balance_am + 1",
+        "held by a data file the run's MERGE did not write",
+    ),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_a_failing_write_check_leaves_main_the_watermark_and_no_branch(
-    lake: Lake, monkeypatch: pytest.MonkeyPatch
+    lake: Lake, monkeypatch: pytest.MonkeyPatch, corruption: str
 ) -> None:
-    lake.deliver(random_batch(random.Random(13), range(1, 12), MONTHS[-14:], 8), to_model=False)
+    statement, message = CORRUPTIONS[corruption]
+    seed = 13 + list(CORRUPTIONS).index(corruption)
+    lake.deliver(random_batch(random.Random(seed), range(1, 12), MONTHS[-14:], 8), to_model=False)
     before = {t: lake.snapshot(t) for t in (*TABLES, "backfill_state")}
     monkeypatch.setenv("BACKFILL_FAULT_POINT", "auditing:15")  # the run waits there, its rows on its branch
 
     def corrupt() -> None:
-        """Once the run's MERGE is on its summary branch, give the branch a second row of one of its keys."""
+        """Once the run's MERGE is on its summary branch, change the branch behind the run's back."""
         summary, deadline = lake.table("summary"), time.monotonic() + 300
         while time.monotonic() < deadline:
             branch = next(iter(_branches(lake)), None)
@@ -137,10 +155,7 @@ def test_a_failing_write_check_leaves_main_the_watermark_and_no_branch(
                 break
             time.sleep(0.5)
         assert branch is not None
-        lake.spark.sql(
-            f"INSERT INTO {summary}.`branch_{branch}`"
-            f" SELECT * FROM {summary}.`branch_{branch}` ORDER BY base_ts DESC LIMIT 1"  # a row the run wrote
-        )
+        lake.spark.sql(statement.format(branch=f"{summary}.`branch_{branch}`"))
 
     thread = threading.Thread(target=corrupt)
     thread.start()
@@ -148,7 +163,7 @@ def test_a_failing_write_check_leaves_main_the_watermark_and_no_branch(
     thread.join()
     assert not report.success and report.run_id is not None
     check = report.checks["summary_backfilled:summary_rows_valid"]
-    assert not check.passed and "key must be unique" in report.error, report.error
+    assert not check.passed and message in report.error, report.error
     assert {t: lake.snapshot(t) for t in (*TABLES, "backfill_state")} == before
     assert _branches(lake) == set()
     assert FAILED in _log(lake, report.run_id)
