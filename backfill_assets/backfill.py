@@ -1,7 +1,8 @@
 """What a run decides, free of Dagster: the batch it applies (`Batch`) and the rows it commits (`SummaryBackfill`).
 
 Each is a sequence of steps the asset calls between its checks, so that nothing is computed past a
-check that failed; both hold the frames they cache and release them when the `with` block ends.
+check that failed (independent checks are evaluated at once, `concurrently`); both hold the frames
+they cache and release them when the `with` block ends.
 """
 
 from __future__ import annotations
@@ -124,20 +125,23 @@ class Batch(_Cached):
     def pending(self) -> list[str]:
         return self.options.pending_months(self.lakehouse, self.watermark)
 
-    def latest(self) -> Report:
-        """The latest_summary rows of the accounts of the accepted records of the selected months."""
+    def classify(self) -> tuple[Report, Report]:
+        """The reports of the latest_summary rows of the batch's accounts and of the batch classified: one
+        winner per account and month, in summary values, with its case (kept: it is the output).
+
+        Both checks are evaluated at once (`concurrently`); the caller still gates them in that order.
+        """
         self.records = accepted(self.batch).where(in_months(self.keys))
         latest = self.lakehouse.read(self.lakehouse.latest_table).join(self.records.select(A), A, "left_semi")
         self.latest_rows = self._cache(latest)
-        return check_frame(self.latest_rows, "latest_summary", self.layout)
-
-    def classify(self) -> Report:
-        """One winner per account and month, in summary values, with its case (kept: it is the output)."""
-        classified = classify(winners(self.records), self.latest_rows, self.layout)
-        self.classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
+        self.classified = classify(winners(self.records), self.latest_rows, self.layout)
+        self.classified.persist(StorageLevel.MEMORY_AND_DISK)
         cases = {c: F.col("case_type") == c for c in CASES}
-        self.classified_report = check_frame(self.classified, "classified_accounts", self.layout, tallies=cases)
-        return self.classified_report
+        latest_report, self.classified_report = concurrently(
+            lambda: check_frame(self.latest_rows, "latest_summary", self.layout),
+            lambda: check_frame(self.classified, "classified_accounts", self.layout, tallies=cases),
+        )
+        return latest_report, self.classified_report
 
     def record_rejects(self, run_id: str) -> None:
         """Append the rejected records to the rejects table (under the run lock: rolled back on failure)."""
@@ -274,7 +278,7 @@ class SummaryBackfill(_Cached):
         read = in_range if out_of_view is None else in_range.unionByName(self._cache(out_of_view))
         old_rows = read.unionByName(bases.select(*scalar_columns))
         updated = self._cache(rewrite(own, old_rows, bases, latest_old, layout))
-        self.updated = self._whole(updated, summary)
+        self.updated = self._whole(updated, summary)  # also counts the rows to write (`intended`)
         # the base rows read from summary, whole: their arrays are the older history of what is written (those
         # of latest_summary were judged with it, by classified_accounts' latest_summary_valid)
         bases_read = bases.where("_read").drop("_read")
@@ -290,8 +294,15 @@ class SummaryBackfill(_Cached):
         return self.read_report, agrees
 
     def _whole(self, updated: DataFrame, summary: DataFrame) -> DataFrame:
-        """`updated` with whole rows where an account's new latest row was read without its histories (rare)."""
-        keys = updated.where(F.col("latest_changed") & ~F.col("complete")).select(A, F.col("mo").alias(M)).collect()
+        """`updated` with whole rows where an account's new latest row was read without its histories (rare).
+
+        The same job counts the rows each table gets (`intended`: what the write checks expect).
+        """
+        incomplete = F.when(F.col("latest_changed") & ~F.col("complete"), F.struct(A, "mo"))
+        tally = updated.agg(F.count_if("written"), F.count_if("latest_changed"), F.collect_list(incomplete)).first()
+        assert tally is not None
+        self.intended = (int(tally[0]), int(tally[1]))
+        keys = [tuple(k) for k in tally[2]]
         if not keys:
             return updated
         whole = _rows_at_keys(summary, keys).select(
@@ -303,11 +314,9 @@ class SummaryBackfill(_Cached):
     def write(self, run_id: str) -> None:
         """MERGE the rows to write into the run's branches of summary and latest_summary (`main` stays).
 
-        No MERGE (no snapshot) into a table that gets no row: one Spark job over the cached rows asks.
+        No MERGE (no snapshot) into a table that gets no row (`intended`, counted by `_whole`).
         """
-        counts = self.updated.agg(F.count_if("written"), F.count_if("latest_changed")).first()
-        assert counts is not None
-        self.intended = (int(counts[0]), int(counts[1]))
+        counts = self.intended
         self.written, self.latest_new = written_rows(self.updated), changed_latest_rows(self.updated)
         self.heads, self.merged = publish.write(
             self.lakehouse,
