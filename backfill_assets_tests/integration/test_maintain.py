@@ -103,7 +103,7 @@ def real_run(lake: Lake, i: int) -> Run:
     rows = frame(
         lake.spark, [summary_row(1, MONTH, base_ts=ROW_TS + dt.timedelta(days=1)), summary_row(100 + i, MONTH)], SUMMARY
     )
-    heads = write(lake.lakehouse, run_id, rows, None, (MONTH, MONTH))
+    heads, _ = write(lake.lakehouse, run_id, rows, None, (MONTH, MONTH))
     commit = publish_run(lake.lakehouse, run_id, Published(heads, ROW_TS + dt.timedelta(seconds=i)))
     end_run(lake.lakehouse, run_id, ok=True)
     committed = {"summary": commit.summary_snapshot, "latest_summary": commit.latest_snapshot}
