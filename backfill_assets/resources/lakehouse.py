@@ -152,8 +152,9 @@ class Lakehouse(dg.ConfigurableResource):
         """Give an older release's run log the columns it lacks, in order (metadata changes): `rejects_snapshot`,
         then a successful outcome's counts (records per case, rejected records, summary rows written)."""
         runs = self.name(self.runs_table)
+        has = set(self.spark.session.table(runs).columns)
         for columns in _RUNS_ADDED:
-            if columns.split()[0] not in self.spark.session.table(runs).columns:
+            if columns.split()[0] not in has:
                 self.spark.session.sql(f"ALTER TABLE {runs} ADD COLUMNS ({columns})")
 
     def _by_snapshots(self, question: Hashable, tables: tuple[str, ...], compute: Callable[[], T]) -> T:

@@ -106,9 +106,10 @@ def begin_run(lake: Lakehouse, run_id: str) -> None:
     Idempotent: a later step of the same run finds its entry and goes on.
     """
     lake.ensure_tables()
-    if any(r["run_id"] == run_id for r in open_runs(lake)):
+    log = _entries(lake)  # read once for both questions: a dead run's closing changes no other run's entries
+    if any(r["run_id"] == run_id for r in open_runs(lake, log)):
         return
-    recover(lake)
+    _close_dead(lake, log)
     _log(lake, run_id, STARTED)
     running = open_runs(lake)
     mine = next(r for r in running if r["run_id"] == run_id)
@@ -193,24 +194,30 @@ def recover(lake: Lakehouse) -> list[str]:
     if not lake.spark.session.catalog.tableExists(lake.name(lake.runs_table)):
         return []
     lake.ensure_tables()  # a warehouse from before rejects were kept: their table and column first
+    return _close_dead(lake, _entries(lake))
+
+
+def _close_dead(lake: Lakehouse, log: list[Row]) -> list[str]:
+    """`recover` with the run log as read (`log`); returns the run ids rolled back."""
     rolled_back = []
-    for run in open_runs(lake):
+    for run in open_runs(lake, log):
         if run["host"] != socket.gethostname() or _alive(run["pid"]):
             continue
-        if close_run(lake, run, f"process {run['pid']} died before its outcome") == ROLLED_BACK:
+        if close_run(lake, run, f"process {run['pid']} died before its outcome", log) == ROLLED_BACK:
             rolled_back.append(run["run_id"])
     return rolled_back
 
 
-def close_run(lake: Lakehouse, run: Row, why: str) -> str:
+def close_run(lake: Lakehouse, run: Row, why: str, log: list[Row] | None = None) -> str:
     """Close an open run whose process is gone, as the next run on its host would; returns the outcome.
 
     A run that began to publish (its write checks had passed) is published to the end: SUCCEEDED.
     So is a run whose watermark row exists (a release before write-audit-publish committed in
     place). Any other goes back to the snapshots recorded when it began (ROLLED_BACK), its branches
     dropped and its rejects with it; nothing else can have committed since, because it held the lock.
+    `log`: the run log, if the caller has read it since the run's process ended.
     """
-    published = _publishing(_entries(lake), run["run_id"])
+    published = _publishing(_entries(lake) if log is None else log, run["run_id"])
     if published is not None:
         _complete(lake, run, published, f"{why}: its publish was completed")
         return SUCCEEDED
