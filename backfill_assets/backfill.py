@@ -8,11 +8,10 @@ they cache and release them when the `with` block ends.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
@@ -36,6 +35,7 @@ from backfill_assets.resources.options import BackfillOptions
 from backfill_assets.resources.publish import Commit
 from backfill_assets.resources.quality import DataQuality
 from backfill_assets.resources.runlog import Applied, Published, publish_run
+from backfill_assets.resources.spark import concurrently
 from backfill_assets.transforms.classify import classify, winners
 from backfill_assets.transforms.latest import accounts_without_active_row, latest_outside
 from backfill_assets.transforms.months import add_months, in_months
@@ -52,18 +52,6 @@ from backfill_assets.transforms.rewrite import (
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
 _KEY = [A, M, "soft_del_cd"]
-T = TypeVar("T")
-
-
-def concurrently(*checks: Callable[[], T]) -> list[T]:
-    """Evaluate independent checks at once, in the order given.
-
-    Each is a few Spark queries whose planning and small final stages leave the executors idle;
-    submitted together, one check's tasks fill another's gaps (a run's checks read cached rows, so
-    they share no work left to do).
-    """
-    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
-        return [future.result() for future in [pool.submit(check) for check in checks]]
 
 
 class _Cached:
@@ -75,6 +63,13 @@ class _Cached:
     def _cache(self, frame: DataFrame) -> DataFrame:
         self._frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
         return self._frames[-1]
+
+    def _keep_only(self, *kept: DataFrame) -> None:
+        """Release every frame cached so far but `kept`, now rather than when the block ends."""
+        for frame in self._frames:
+            if not any(frame is k for k in kept):
+                frame.unpersist()
+        self._frames = [f for f in self._frames if any(f is k for k in kept)]
 
     def __enter__(self) -> Self:
         return self
@@ -291,6 +286,9 @@ class SummaryBackfill(_Cached):
             ),
         )
         self.read_report = _with_bases(scalars_report, bases_report, first)
+        # what the run read is in `updated` now (cached whole by `_whole`'s count): only that is kept for the
+        # write, the write checks and the metadata, which lowers the run's peak memory
+        self._keep_only(updated, self.updated)
         return self.read_report, agrees
 
     def _whole(self, updated: DataFrame, summary: DataFrame) -> DataFrame:

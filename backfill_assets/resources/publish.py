@@ -19,7 +19,13 @@ from pyspark.sql import functions as F
 
 from backfill_assets.faults import fault_point
 from backfill_assets.resources.lakehouse import STATE_DDL, Lakehouse
-from backfill_assets.resources.spark import added_data_files, iceberg_table, ref_snapshot, snapshot_by_id
+from backfill_assets.resources.spark import (
+    added_data_files,
+    concurrently,
+    iceberg_table,
+    ref_snapshot,
+    snapshot_by_id,
+)
 
 
 @dataclass(frozen=True)
@@ -73,23 +79,29 @@ def write(
             refs = refs.removeBranch(name)
         refs.createBranch(name, _main(lake, table)).commit()
     fault_point("summary_merge")
+    merges = []
     if rows is not None:
         rows.createOrReplaceTempView("_backfill_rows")
-        session.sql(
-            f"""MERGE INTO {_on_branch(lake, lake.summary_table, run_id)} t USING _backfill_rows s
-                ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
-                   AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
-                WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-        )
-        merged[lake.summary_table] = _merge_files(lake, lake.summary_table, run_id)
+        summary_merge = f"""MERGE INTO {_on_branch(lake, lake.summary_table, run_id)} t USING _backfill_rows s
+            ON t.cons_acct_key = s.cons_acct_key AND t.rpt_as_of_mo = s.rpt_as_of_mo
+               AND t.rpt_as_of_mo BETWEEN '{months[0]}' AND '{months[1]}'
+            WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
+        merges.append((lake.summary_table, summary_merge))
     if latest is not None:
         latest.createOrReplaceTempView("_backfill_latest")
-        session.sql(
-            f"""MERGE INTO {_on_branch(lake, lake.latest_table, run_id)} t USING _backfill_latest s
-                ON t.cons_acct_key = s.cons_acct_key
-                WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
-        )
-        merged[lake.latest_table] = _merge_files(lake, lake.latest_table, run_id)
+        latest_merge = f"""MERGE INTO {_on_branch(lake, lake.latest_table, run_id)} t USING _backfill_latest s
+            ON t.cons_acct_key = s.cons_acct_key
+            WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"""
+        merges.append((lake.latest_table, latest_merge))
+
+    def merge(table: str, query: str) -> list[str]:
+        session.sql(query)
+        return _merge_files(lake, table, run_id)
+
+    # two tables, two commits that wait for nothing of each other: the small latest_summary MERGE runs in
+    # the idle gaps of the summary MERGE (planning, commit, small final stages)
+    files = concurrently(*(lambda m=m: merge(*m) for m in merges))
+    merged.update(zip((table for table, _ in merges), files, strict=True))
     fault_point("auditing")
     summary, latest_head = (ref_snapshot(lake.spark, lake.name(t), name) for t in _tables(lake))
     assert summary is not None and latest_head is not None

@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
@@ -19,6 +21,7 @@ from backfill_assets.resources.java import system_ca_bundle, use_java, write_tru
 ICEBERG_VERSION = "1.10.0"
 ICEBERG_ARTIFACT = f"org.apache.iceberg:iceberg-spark-runtime-3.5_2.12:{ICEBERG_VERSION}"
 CATALOG_TYPES = ("hadoop", "hive", "rest", "glue")
+T = TypeVar("T")
 
 
 def local_iceberg_jar() -> Path:
@@ -195,3 +198,14 @@ def _described(spark: SparkIceberg, snapshot: Any) -> dict[str, Any] | None:
     jvm: Any = spark.session._jvm
     described = json.loads(jvm.org.apache.iceberg.SnapshotParser.toJson(snapshot))
     return {"snapshot_id": int(described["snapshot-id"]), **described.get("summary", {})}
+
+
+def concurrently(*actions: Callable[[], T]) -> list[T]:
+    """Run independent Spark actions at once (checks of cached rows, MERGEs into different tables);
+    their results in the order given, the first failure raised.
+
+    Each is a few Spark queries whose planning, commits and small final stages leave the executors
+    idle; submitted together, one action's tasks fill another's gaps.
+    """
+    with ThreadPoolExecutor(max_workers=max(len(actions), 1)) as pool:  # none: nothing to run
+        return [future.result() for future in [pool.submit(action) for action in actions]]

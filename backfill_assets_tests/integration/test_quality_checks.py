@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from backfill_assets.backfill import concurrently
 from backfill_assets.resources.quality import DataQuality
-from backfill_assets.resources.spark import SparkIceberg
+from backfill_assets.resources.spark import SparkIceberg, concurrently
 from backfill_assets.runner import RunReport
 from backfill_assets_tests.fixtures import Lake, record
 
