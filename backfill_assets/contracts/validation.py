@@ -2,8 +2,9 @@
 
 Schema problems (missing columns, types that do not fit) are found from the schema alone; data
 problems (NULL keys, malformed months, history arrays of the wrong length, duplicate keys) are
-counted in ONE Spark aggregation; only a frame that breaks a rule costs a second one, which finds
-the smallest offending keys of each broken rule, so that a refusal names rows the user can look up.
+counted in ONE Spark aggregation, which also finds the smallest and greatest offending keys of each
+rule, so that a refusal names rows the user can look up (for latest_summary, a second aggregation
+finds them, only when a rule is broken).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pyspark.sql.types import (
 
 from backfill_assets.contracts.layout import Layout
 from backfill_assets.contracts.models import SCALAR_PROJECTION, UNIQUE, Bounds, Rule, Severity, models, row_rules
+from backfill_assets.contracts.tables import KEY
 from backfill_assets.contracts.values import is_deleted
 
 A, M = "cons_acct_key", "rpt_as_of_mo"
@@ -99,59 +101,92 @@ def key_order(key: tuple[int | None, str | None]) -> tuple[bool, int, bool, str]
     return (key[0] is not None, key[0] or 0, key[1] is not None, key[1] or "")
 
 
+def _month_keyed(table: str) -> bool:
+    """Whether each row `_aggregate` groups by month has that month in its key (a table with no unique key, or
+    one unique per account and month): then its accounts alone order its keys."""
+    return UNIQUE.get(table) in (None, KEY)
+
+
 def _aggregate(frame: DataFrame, table: str, flags: list[Column], examples: set[int] | None) -> list[Row]:
     """Rows, duplicated keys and each rule's violations per month; with the smallest and greatest
     offending key of the rules in `examples` (and of duplicated keys) when it is given.
 
     A table with a unique key is grouped by it first, to count duplicated keys in the same job (the
-    shuffle carries only keys and counters, never the wide rows).
+    shuffle carries only keys and counters, never the wide rows). The examples of a month-keyed table
+    are the least and greatest offending accounts of each month (`_account_ends`): a hash aggregation,
+    as cheap as the counts. Those of another table (latest_summary, unique per account) are struct
+    minima, which Spark aggregates by sorting.
     """
-    key = F.struct(F.col(A).alias("a"), F.col(M).alias("m"))
-    wanted = examples or set()
+    wanted = sorted(examples or set())
     unique = UNIQUE.get(table)
+    structs = not _month_keyed(table) and examples is not None
+    key = F.struct(F.col(A).alias("a"), F.col(M).alias("m"))
     if unique is None:
-        per_row = frame.select(
+        grouped = frame.select(
+            F.col(A),
             F.col(M).alias("_m"),
             F.lit(1).alias("_n"),
             *[F.when(f, 1).otherwise(0).alias(f"_c{i}") for i, f in enumerate(flags)],
-            *[F.when(flags[i], key).alias(f"_e{i}") for i in sorted(wanted)],
         )
         dup = F.lit(False)
     else:
-        per_row = frame.groupBy(*unique).agg(
+        grouped = frame.groupBy(*unique).agg(
             F.min(M).alias("_m"),
             F.count(F.lit(1)).alias("_n"),
-            *([F.min(key).alias("_k")] if examples is not None else []),
+            *([F.min(key).alias("_k")] if structs else []),
             *[F.count(F.when(f, True)).alias(f"_c{i}") for i, f in enumerate(flags)],
-            *[F.min(F.when(flags[i], key)).alias(f"_e{i}") for i in sorted(wanted)],
+            *([F.min(F.when(flags[i], key)).alias(f"_e{i}") for i in wanted] if structs else []),
         )
         dup = F.col("_n") > 1
+
+    def ends(offends: Column, struct_keys: str, lo: str, hi: str) -> list[Column]:
+        if not structs:
+            return _account_ends(offends, lo, hi)
+        keys = F.when(offends, F.col(struct_keys))
+        return [F.min(keys).alias(lo), F.max(keys).alias(hi)]
+
     aggs = [F.sum("_n").alias("rows"), F.count(F.when(dup, True)).alias("dup")]
     if examples is not None and unique is not None:
-        aggs += [F.min(F.when(dup, F.col("_k"))).alias("dup_lo"), F.max(F.when(dup, F.col("_k"))).alias("dup_hi")]
+        aggs += ends(dup, "_k", "dup_lo", "dup_hi")
     aggs += [F.sum(f"_c{i}").alias(f"c{i}") for i in range(len(flags))]
-    for i in sorted(wanted):
-        aggs += [F.min(f"_e{i}").alias(f"lo{i}"), F.max(f"_e{i}").alias(f"hi{i}")]
-    return sorted(per_row.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
+    for i in wanted:
+        aggs += ends(F.col(f"_c{i}") > 0, f"_e{i}", f"lo{i}", f"hi{i}")
+    return sorted(grouped.groupBy("_m").agg(*aggs).collect(), key=lambda r: (r["_m"] is not None, r["_m"] or ""))
+
+
+def _account_ends(offends: Column, lo: str, hi: str) -> list[Column]:
+    """The least and greatest key of a month's offending rows, as (a, m) structs; NULL where none offends.
+
+    Every key of the group has its month, so its accounts order them; a NULL account, which Spark
+    orders first, is the least (`min` skips NULLs).
+    """
+    accounts = F.when(offends, F.col(A))
+    null_account = F.max(offends & F.col(A).isNull())
+
+    def key(account: Column) -> Column:
+        return F.when(F.max(offends), F.struct(account.alias("a"), F.col("_m").alias("m")))
+
+    return [key(F.when(~null_account, F.min(accounts))).alias(lo), key(F.max(accounts)).alias(hi)]
 
 
 def _count(
     frame: DataFrame, table: str, rules: list[Rule], tallies: dict[str, Column]
 ) -> tuple[dict[str, int], list[Problem], dict[str, dict[str, int]]]:
-    """Rows per month, every rule and every tally counted per month, in ONE job when every rule holds.
+    """Rows per month, every rule and every tally counted per month, with example keys, in ONE job.
 
-    Only when some rule (or the unique key) is broken does a second job find the smallest and
-    greatest offending keys of those rules: example keys are struct minima, which Spark aggregates
-    by sorting, so a clean check, the common case, does not pay for them.
+    Except for latest_summary (not `_month_keyed`): there a broken rule (or unique key) costs a second
+    job that finds the smallest and greatest offending keys of those rules, struct minima, which Spark
+    aggregates by sorting, so that a clean check, the common case, does not pay for them.
     """
     flags = [F.coalesce(c, F.lit(False)) for c in [*(r.violated for r in rules), *tallies.values()]]
-    months = _aggregate(frame, table, flags, None)
+    every_rule = set(range(len(rules))) if _month_keyed(table) else None  # examples at a counter's cost
+    months = _aggregate(frame, table, flags, every_rule)
     counted = {
         name: {m["_m"] or "NULL": int(m[f"c{i}"]) for m in months if m[f"c{i}"]}
         for i, name in enumerate(tallies, start=len(rules))
     }
     broken = {i for i in range(len(rules)) if any(m[f"c{i}"] for m in months)}
-    if broken or any(m["dup"] for m in months):
+    if every_rule is None and (broken or any(m["dup"] for m in months)):
         months = _aggregate(frame, table, flags, broken)
     found = [(r.column, r.rule, r.severity, f"c{i}", f"lo{i}", f"hi{i}", "row", r.reject) for i, r in enumerate(rules)]
     unique = UNIQUE.get(table)

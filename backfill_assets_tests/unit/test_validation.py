@@ -165,10 +165,11 @@ def test_duplicate_keys_are_refused(spark: SparkSession) -> None:
     assert messages(accounts(spark, account_row(1), account_row(1)), "accounts_all") == []
 
 
-def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: SparkSession) -> None:
-    """Every rule is counted in one aggregation query (AQE may run its shuffle stages as jobs of their
-    own, so the baseline is a plain aggregation of the same shape); only broken rules pay a second
-    query, for their example keys."""
+def test_a_check_costs_one_aggregation_examples_included(spark: SparkSession) -> None:
+    """Every rule is counted in one aggregation query, which also finds the example keys of the broken
+    rules (AQE may run its shuffle stages as jobs of their own, so the baseline is a plain aggregation of
+    the same shape); only latest_summary, unique per account, pays a second query for the examples of
+    broken rules (struct minima, sorted), so that its clean check does not."""
     good = accounts(spark, account_row(1), account_row(2)).cache()
     bad = accounts(spark, account_row(None, "2024-13", base_ts=None), account_row(1, None)).cache()
     good.count(), bad.count()
@@ -176,8 +177,9 @@ def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: S
     problems: list[Any] = []
     assert spark_jobs(spark, lambda: problems.extend(check_table(good, "accounts_all", LAYOUT).problems)) == one_pass
     assert problems == []
-    assert spark_jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all", LAYOUT).problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(bad, "accounts_all", LAYOUT).problems)) == one_pass
     assert [p.reject for p in problems] == ["null_key", "bad_month"]  # each record under the first rule it breaks
+    assert [p.example for p in problems] == [(None, "2024-13"), (1, None)]
     clean = summaries(spark, summary_row(1, "2024-01"), summary_row(1, "2024-02")).cache()
     broken = summaries(spark, summary_row(1, "202401", balance_am_history=[1]), summary_row(1, "202401")).cache()
     clean.count(), broken.count()
@@ -186,8 +188,33 @@ def test_a_clean_frame_costs_one_aggregation_and_a_refused_one_a_second(spark: S
     problems.clear()
     assert spark_jobs(spark, lambda: problems.extend(check_table(clean, "summary", LAYOUT).problems)) == one_pass
     assert problems == []
-    assert spark_jobs(spark, lambda: problems.extend(check_table(broken, "summary", LAYOUT).problems)) == 2 * one_pass
+    assert spark_jobs(spark, lambda: problems.extend(check_table(broken, "summary", LAYOUT).problems)) == one_pass
     assert {p.column for p in problems} == {"rpt_as_of_mo", "balance_am_history", "cons_acct_key, rpt_as_of_mo"}
+    assert {p.example for p in problems} == {(1, "202401")}
+    latest = summaries(spark, summary_row(1, "2024-01"), summary_row(2, "2024-02")).cache()
+    twice = summaries(spark, summary_row(1, "2024-01"), summary_row(1, "2024-02")).cache()
+    latest.count(), twice.count()
+    one_pass = spark_jobs(spark, lambda: latest.groupBy("cons_acct_key").count().agg(F.count("*")).first())
+    problems.clear()
+    assert (
+        spark_jobs(spark, lambda: problems.extend(check_table(latest, "latest_summary", LAYOUT).problems)) == one_pass
+    )
+    assert problems == []
+    assert spark_jobs(spark, lambda: check_table(twice, "latest_summary", LAYOUT)) == 2 * one_pass
+
+
+def test_example_keys_are_the_least_and_greatest_offending_keys(spark: SparkSession) -> None:
+    """Per rule, the smallest and greatest offending keys of each month in Spark's order (a NULL account
+    first): found from accounts within a month, they are the keys a struct minimum would give."""
+    short = [1]
+    rows = [summary_row(a, m, balance_am_history=short) for a, m in ((7, "2024-02"), (3, "2024-02"), (9, "2024-01"))]
+    rows += [summary_row(None, "2024-03", balance_am_history=short), summary_row(5, "2024-03")]
+    problems = check_table(summaries(spark, *rows), "summary", LAYOUT).problems
+    [history] = [p for p in problems if p.column == "balance_am_history"]
+    assert history.rows == 4
+    assert history.examples == ((None, "2024-03"), (3, "2024-02"), (7, "2024-02"))
+    [key] = [p for p in problems if p.column == "cons_acct_key"]
+    assert key.examples == ((None, "2024-03"),)
 
 
 def test_schema_problems_cost_no_job(spark: SparkSession) -> None:
