@@ -121,10 +121,9 @@ def classified_accounts(
         yield from gate(result(SOURCE_CHECK, "classified_accounts", [source], _rejected_metadata(source.rejected)))
         if problem := selection_problem(batch.pending(), keys, last or keys[-1], batch.layout.reach):
             raise dg.Failure(problem)
-        latest, classified = batch.classify()
+        latest, classified = batch.classify(context.run.run_id)
         yield from gate(result(LATEST_CHECK, "classified_accounts", [latest]))
         yield from gate(result(OUTPUT_CHECK, "classified_accounts", [classified]))
-        batch.record_rejects(context.run.run_id)
     yield dg.Output(batch.classified, metadata=_classified_metadata(batch, source.rejected, started))
 
 

@@ -120,11 +120,13 @@ class Batch(_Cached):
     def pending(self) -> list[str]:
         return self.options.pending_months(self.lakehouse, self.watermark)
 
-    def classify(self) -> tuple[Report, Report]:
+    def classify(self, run_id: str) -> tuple[Report, Report]:
         """The reports of the latest_summary rows of the batch's accounts and of the batch classified: one
         winner per account and month, in summary values, with its case (kept: it is the output).
 
-        Both checks are evaluated at once (`concurrently`); the caller still gates them in that order.
+        Both checks are evaluated at once (`concurrently`), the caller gating them in that order; the
+        rejected records are appended to the rejects table meanwhile (under the run lock: a run that
+        fails, here or later, takes them back).
         """
         self.records = accepted(self.batch).where(in_months(self.keys))
         latest = self.lakehouse.read(self.lakehouse.latest_table).join(self.records.select(A), A, "left_semi")
@@ -132,14 +134,16 @@ class Batch(_Cached):
         self.classified = classify(winners(self.records), self.latest_rows, self.layout)
         self.classified.persist(StorageLevel.MEMORY_AND_DISK)
         cases = {c: F.col("case_type") == c for c in CASES}
-        latest_report, self.classified_report = concurrently(
+        latest_report, classified_report, _ = concurrently(
             lambda: check_frame(self.latest_rows, "latest_summary", self.layout),
             lambda: check_frame(self.classified, "classified_accounts", self.layout, tallies=cases),
+            lambda: self._record_rejects(run_id),
         )
-        return latest_report, self.classified_report
+        assert latest_report is not None and classified_report is not None
+        self.classified_report = classified_report
+        return latest_report, classified_report
 
-    def record_rejects(self, run_id: str) -> None:
-        """Append the rejected records to the rejects table (under the run lock: rolled back on failure)."""
+    def _record_rejects(self, run_id: str) -> None:
         if self.report.rejected:
             self.lakehouse.record_rejects(rejects(self.batch, run_id, self.layout.accounts_all.fieldNames()))
 
