@@ -9,7 +9,6 @@ from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -199,7 +198,7 @@ def joined_windows(
         (add_months(first, -reach), add_months(last, reach)),
         (first, last),
     ).unionByName(forward_latest(lakehouse.read(lakehouse.latest_table).select(*key), records))
-    joined = join_windows(records, summary_keys, reach).persist(StorageLevel.MEMORY_AND_DISK)
+    joined = join_windows(records, summary_keys, reach).persist(lakehouse.spark.storage_level)
     counts = joined.groupBy("case_type").agg(F.count("*").alias("n"), F.sum(F.size("target_mos")).alias("later"))
     by_case = {r["case_type"]: r for r in counts.collect()}
     metadata = {

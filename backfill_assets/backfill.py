@@ -55,13 +55,14 @@ _KEY = [A, M, "soft_del_cd"]
 
 
 class _Cached:
-    """Frames persisted for the steps of one asset, released together."""
+    """Frames persisted for the steps of one asset (at the configured `cache_level`), released together."""
 
-    def __init__(self) -> None:
+    def __init__(self, level: StorageLevel) -> None:
         self._frames: list[DataFrame] = []
+        self.level = level
 
     def _cache(self, frame: DataFrame) -> DataFrame:
-        self._frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        self._frames.append(frame.persist(self.level))
         return self._frames[-1]
 
     def _keep_only(self, *kept: DataFrame) -> None:
@@ -83,7 +84,7 @@ class Batch(_Cached):
     """The new records of the selected months: checked, bad ones set aside, the rest classified (§5, §7)."""
 
     def __init__(self, lakehouse: Lakehouse, options: BackfillOptions, quality: DataQuality, keys: list[str]) -> None:
-        super().__init__()
+        super().__init__(lakehouse.spark.storage_level)
         self.lakehouse, self.options, self.quality, self.keys = lakehouse, options, quality, keys
         self.layout = lakehouse.layout
         self.watermark = options.watermark(lakehouse)
@@ -132,7 +133,7 @@ class Batch(_Cached):
         latest = self.lakehouse.read(self.lakehouse.latest_table).join(self.records.select(A), A, "left_semi")
         self.latest_rows = self._cache(latest)
         self.classified = classify(winners(self.records), self.latest_rows, self.layout)
-        self.classified.persist(StorageLevel.MEMORY_AND_DISK)
+        self.classified.persist(self.level)
         cases = {c: F.col("case_type") == c for c in CASES}
         latest_report, classified_report, _ = concurrently(
             lambda: check_frame(self.latest_rows, "latest_summary", self.layout),
@@ -240,7 +241,7 @@ class SummaryBackfill(_Cached):
         classified: DataFrame,
         months: tuple[str, str],
     ) -> None:
-        super().__init__()
+        super().__init__(lakehouse.spark.storage_level)
         self.lakehouse, self.months, self.layout = lakehouse, months, lakehouse.layout
         watermark = options.watermark(lakehouse)
         self.records = options.unapplied(classified, watermark)

@@ -9,11 +9,12 @@ import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import dagster as dg
 from dagster_pyspark.resources import spark_session_from_config
 from pydantic import Field, PrivateAttr, field_validator
+from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 
 from backfill_assets.resources.java import system_ca_bundle, use_java, write_truststore
@@ -96,6 +97,12 @@ class SparkIceberg(dg.ConfigurableResource):
     shuffle_partitions: int = Field(default=8, ge=1, description="spark.sql.shuffle.partitions.")
     driver_memory: str = Field(default="4g", description="spark.driver.memory (local mode: the whole JVM).")
     extra_conf: dict[str, str] = Field(default_factory=dict, description="Further Spark settings, applied last.")
+    cache_level: str = Field(
+        default="DISK_ONLY",
+        description="Storage level of the frames a step caches (a pyspark StorageLevel name). DISK_ONLY keeps"
+        " them off the heap: in local mode the executors share the driver's JVM; on a cluster with memory"
+        " to spare, MEMORY_AND_DISK.",
+    )
 
     _session: SparkSession | None = PrivateAttr(default=None)
 
@@ -105,6 +112,20 @@ class SparkIceberg(dg.ConfigurableResource):
         if value not in CATALOG_TYPES:
             raise ValueError(f"catalog_type must be one of {', '.join(CATALOG_TYPES)}, not {value!r}")
         return value
+
+    @field_validator("cache_level")
+    @classmethod
+    def _known_cache_level(cls, value: str) -> str:
+        if not isinstance(getattr(StorageLevel, value, None), StorageLevel):
+            raise ValueError(
+                f"cache_level must name a pyspark StorageLevel (DISK_ONLY, MEMORY_AND_DISK, ...), not {value!r}"
+            )
+        return value
+
+    @property
+    def storage_level(self) -> StorageLevel:
+        """Where frames cached for a step's repeated reads are kept (`cache_level`)."""
+        return cast(StorageLevel, getattr(StorageLevel, self.cache_level))
 
     def spark_conf(self) -> dict[str, Any]:
         """Every Spark setting the session is built with (visible in the UI: no secrets here)."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 import pytest
+from pyspark import StorageLevel
+from pyspark.sql import SparkSession
 
+from backfill_assets.backfill import _Cached
 from backfill_assets.definitions import defs
 from backfill_assets.resources.spark import SparkIceberg
 from backfill_assets.verify_check import VERIFY_CHECK_KEY
@@ -88,6 +91,19 @@ def test_extra_conf_wins_and_master_is_configurable() -> None:
     assert SparkIceberg().spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "8000"  # methods the JIT compiles
     limit = {"spark.sql.codegen.hugeMethodLimit": "65535"}
     assert SparkIceberg(extra_conf=limit).spark_conf()["spark.sql.codegen.hugeMethodLimit"] == "65535"
+
+
+def test_cached_frames_are_kept_at_the_configured_level(spark: SparkSession) -> None:
+    """Off the heap by default (local mode: the executors share the driver's JVM); a cluster may choose memory."""
+    assert SparkIceberg().storage_level == StorageLevel.DISK_ONLY
+    assert SparkIceberg(cache_level="MEMORY_AND_DISK").storage_level == StorageLevel.MEMORY_AND_DISK
+    with pytest.raises(Exception, match="cache_level"):
+        SparkIceberg(cache_level="MEMORY_PLEASE")
+    frames = _Cached(StorageLevel.MEMORY_AND_DISK)
+    cached = frames._cache(spark.range(3))
+    assert cached.storageLevel == StorageLevel.MEMORY_AND_DISK
+    frames.__exit__(None, None, None)
+    assert cached.storageLevel == StorageLevel.NONE
 
 
 def test_wrong_catalog_type_names_the_field() -> None:
